@@ -1,0 +1,27 @@
+"""The ``llmping`` command: one click group, one module per command family."""
+
+from __future__ import annotations
+
+import click
+
+from llmping import __version__
+from llmping.cli import agent_cmd, controller_cmd, demo_cmd, run_cmds, simulate_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llmping")
+def cli() -> None:
+    """Measure the latency and concurrency of LLM APIs from several networks at once."""
+
+
+cli.add_command(agent_cmd.agent)
+cli.add_command(controller_cmd.controller)
+cli.add_command(simulate_cmd.simulate)
+cli.add_command(demo_cmd.demo)
+for command in run_cmds.COMMANDS:
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
