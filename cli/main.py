@@ -25,3 +25,7 @@ for command in run_cmds.COMMANDS:
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+if __name__ == "__main__":
+    main()
