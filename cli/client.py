@@ -1,0 +1,176 @@
+"""Blocking gRPC client for the controller's ControlService, used by the CLI commands.
+
+Every call translates ``grpc.RpcError`` into an llmping error so commands only deal
+with ``ControllerUnavailableError`` (exit 3), ``InputError`` (exit 2) and ``RunError``
+(exit 1).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+
+import grpc
+
+from llmping.errors import ControllerUnavailableError, InputError, LlmpingError, RunError
+from llmping.v1 import llmping_pb2 as pb
+from llmping.v1 import llmping_pb2_grpc as pb_grpc
+
+DEFAULT_CONTROLLER = "127.0.0.1:50051"
+CONTROLLER_ENV = "LLMPING_CONTROLLER"
+TOKEN_ENV = "LLMPING_TOKEN"
+
+# Reports over long runs take the controller a while to aggregate.
+UNARY_TIMEOUT_S = 30.0
+REPORT_TIMEOUT_S = 300.0
+
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+):([0-9]{1,5})$")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Controller address and the bearer token to present to it."""
+
+    address: str = DEFAULT_CONTROLLER
+    token: str | None = None
+
+    @classmethod
+    def from_env(cls, address: str | None = None, token: str | None = None) -> ClientConfig:
+        """Fill what the flags left out from LLMPING_CONTROLLER and LLMPING_TOKEN."""
+        return cls(
+            address=address or os.environ.get(CONTROLLER_ENV) or DEFAULT_CONTROLLER,
+            token=token or os.environ.get(TOKEN_ENV) or None,
+        )
+
+
+def validate_address(address: str) -> str:
+    """Raise InputError unless the address is HOST:PORT with a port in 1..65535."""
+    match = _ADDRESS.match(address)
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise InputError(
+            f"invalid controller address {address!r}, use HOST:PORT such as {DEFAULT_CONTROLLER}"
+        )
+    return address
+
+
+def translate_rpc_error(error: grpc.RpcError, address: str) -> LlmpingError:
+    """Map a failed call to the llmping error the CLI reports."""
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = (error.details() if isinstance(error, grpc.Call) else None) or str(code)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ControllerUnavailableError(
+            f"cannot reach the controller at {address}, "
+            "start it with `llmping controller` or set --controller"
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ControllerUnavailableError(
+            f"request to the controller at {address} timed out, check that it is running"
+        )
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return InputError(
+            f"the controller at {address} rejected the token ({details}), "
+            f"pass the controller's token with --token or {TOKEN_ENV}"
+        )
+    if code in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+    ):
+        return InputError(details)
+    return RunError(f"the controller at {address} failed: {code.name}: {details}")
+
+
+def _channel_options(address: str) -> list[tuple[str, int]]:
+    # gRPC honours http_proxy from the environment, and a proxy cannot reach our loopback.
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return [("grpc.enable_http_proxy", 0)]
+    return []
+
+
+class ControlClient:
+    """One channel to the controller; use as a context manager to close it."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.address = validate_address(config.address)
+        self._metadata: tuple[tuple[str, str], ...] = ()
+        if config.token:
+            self._metadata = (("authorization", f"Bearer {config.token}"),)
+        # TODO: TLS and mutual TLS; the channel is plaintext until certificates land.
+        self._channel = grpc.insecure_channel(self.address, options=_channel_options(self.address))
+        self._stub = pb_grpc.ControlServiceStub(self._channel)
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def submit_run(self, plan: pb.Plan) -> pb.RunInfo:
+        try:
+            return self._stub.SubmitRun(
+                pb.SubmitRunRequest(plan=plan), timeout=UNARY_TIMEOUT_S, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise translate_rpc_error(error, self.address) from error
+
+    def watch_run(self, run_id: str) -> Iterator[pb.RunProgress]:
+        """Yield progress messages until the controller ends the stream."""
+        call = self._stub.WatchRun(pb.WatchRunRequest(run_id=run_id), metadata=self._metadata)
+        try:
+            yield from call
+        except grpc.RpcError as error:
+            raise translate_rpc_error(error, self.address) from error
+        finally:
+            # Stops the stream when the caller breaks out early or Ctrl-C interrupts it.
+            call.cancel()
+
+    def cancel_run(self, run_id: str, reason: str) -> pb.RunInfo:
+        try:
+            return self._stub.CancelRun(
+                pb.CancelRunRequest(run_id=run_id, reason=reason),
+                timeout=UNARY_TIMEOUT_S,
+                metadata=self._metadata,
+            )
+        except grpc.RpcError as error:
+            raise translate_rpc_error(error, self.address) from error
+
+    def list_agents(self) -> list[pb.AgentInfo]:
+        try:
+            response = self._stub.ListAgents(
+                pb.ListAgentsRequest(), timeout=UNARY_TIMEOUT_S, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise translate_rpc_error(error, self.address) from error
+        return list(response.agents)
+
+    def list_runs(self, limit: int) -> list[pb.RunInfo]:
+        try:
+            response = self._stub.ListRuns(
+                pb.ListRunsRequest(limit=limit), timeout=UNARY_TIMEOUT_S, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise translate_rpc_error(error, self.address) from error
+        return list(response.runs)
+
+    def get_report(self, run_id: str) -> pb.Report:
+        try:
+            return self._stub.GetReport(
+                pb.GetReportRequest(run_id=run_id),
+                timeout=REPORT_TIMEOUT_S,
+                metadata=self._metadata,
+            )
+        except grpc.RpcError as error:
+            raise translate_rpc_error(error, self.address) from error

@@ -1,0 +1,197 @@
+"""Shared helpers for the CLI tests: a hand-made report and a ControlService on port 0."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Callable, Iterator
+from concurrent import futures
+
+import grpc
+import pytest
+
+from llmping.v1 import llmping_pb2 as pb
+from llmping.v1 import llmping_pb2_grpc as pb_grpc
+
+START_NS = 1_750_000_000_000_000_000
+
+
+def distribution(mean: float, spread: float, count: int) -> pb.Distribution:
+    """Build a plausible distribution around a mean, with a CI of +-spread."""
+    return pb.Distribution(
+        count=count,
+        mean=mean,
+        p50=mean * 0.95,
+        p90=mean * 1.2,
+        p95=mean * 1.3,
+        p99=mean * 1.6,
+        max=mean * 2.0,
+        min=mean * 0.5,
+        stddev=spread * 3,
+        mean_ci95_low=mean - spread,
+        mean_ci95_high=mean + spread,
+    )
+
+
+def summary(
+    provider: str, target: str, e2e_mean: float, spread: float, **extra: object
+) -> pb.Summary:
+    values: dict[str, object] = {
+        "provider": provider,
+        "target": target,
+        "model": "gpt-4o",
+        "requests": 100,
+        "successes": 98,
+        "errors": 2,
+        "error_rate": 0.02,
+        "ttft_ms": distribution(e2e_mean / 4, spread / 4, 98),
+        "e2e_ms": distribution(e2e_mean, spread, 98),
+        "error_classes": {"http_429": 1, "timeout_ttft": 1},
+        "score": 4.2,
+        "sample_error_details": ["rate limited: 请稍后再试"],
+    }
+    values.update(extra)
+    return pb.Summary(**values)
+
+
+def build_report() -> pb.Report:
+    plan = pb.Plan(
+        name="对比 gpt-4o",
+        providers=[
+            pb.Provider(name="OpenAI", kind="openai", model="gpt-4o"),
+            pb.Provider(name="中转站 A", kind="openai_compatible", model="gpt-4o"),
+            pb.Provider(name="SiliconFlow", kind="openai_compatible", model="gpt-4o"),
+        ],
+        request=pb.RequestSpec(
+            messages=[pb.ChatMessage(role="user", content="写一篇100字的短文")],
+            max_tokens=300,
+            stream=True,
+        ),
+        load=pb.LoadSpec(mode=pb.LoadSpec.CLOSED, concurrency=2, request_count=100),
+        targets=[
+            pb.Target(name="shanghai", selector={"region": "shanghai"}),
+            pb.Target(name="tokyo", selector={"region": "tokyo"}),
+        ],
+        source_yaml="name: 对比 gpt-4o\n",
+    )
+    summaries = [
+        summary("OpenAI", "shanghai", 1450.0, 40.0),
+        summary("OpenAI", "tokyo", 820.0, 30.0),
+        summary("中转站 A", "shanghai", 1440.0, 35.0),
+        summary(
+            "中转站 A",
+            "tokyo",
+            610.0,
+            20.0,
+            errors=12,
+            error_rate=0.12,
+            error_classes={"http_502": 7, "http_429": 4, "connection_reset": 1},
+            score=2.6,
+        ),
+        summary(
+            "SiliconFlow",
+            "shanghai",
+            0.0,
+            0.0,
+            not_available=True,
+            not_available_detail="model gpt-4o does not exist",
+            requests=3,
+            errors=3,
+            error_rate=1.0,
+            ttft_ms=pb.Distribution(),
+            e2e_ms=pb.Distribution(),
+            error_classes={"model_not_found": 3},
+            score=0.0,
+        ),
+    ]
+    threshold = pb.Threshold(metric="ttft_p95_ms", op="lt", value=400.0)
+    timeline = [
+        pb.TimelineBucket(
+            provider=s.provider,
+            target=s.target,
+            bucket_start_unix_ns=START_NS + i * 1_000_000_000,
+            bucket_s=1.0,
+            requests=10 + i,
+            errors=i % 3,
+            ttft_p50_ms=s.ttft_ms.p50,
+            e2e_p50_ms=s.e2e_ms.p50 + i * 5,
+        )
+        for s in summaries[:4]
+        for i in range(10)
+    ]
+    return pb.Report(
+        run=pb.RunInfo(
+            run_id="run-0001",
+            plan_name=plan.name,
+            state=pb.COMPLETED,
+            created_unix_ns=START_NS - 2_000_000_000,
+            start_at_unix_ns=START_NS,
+            ended_unix_ns=START_NS + 10_000_000_000,
+            trace_id="0af7651916cd43dd8448eb211c80319c",
+        ),
+        plan=plan,
+        summaries=summaries,
+        threshold_results=[
+            pb.ThresholdResult(
+                threshold=threshold, provider="OpenAI", target="tokyo", observed=266.5, passed=True
+            ),
+            pb.ThresholdResult(
+                threshold=threshold,
+                provider="OpenAI",
+                target="shanghai",
+                observed=471.2,
+                passed=False,
+            ),
+        ],
+        agent_diagnoses=[
+            pb.AgentDiagnosisReport(
+                agent_id="agent-sh-1",
+                assignment_id="a1",
+                target="shanghai",
+                diagnosis=pb.AgentDiagnosis(
+                    start_lag_p99_ms=3.2,
+                    event_loop_lag_max_ms=12.0,
+                    cpu_percent_max=35.0,
+                    verdict="ok: the agent was not the bottleneck",
+                ),
+            )
+        ],
+        timeline=timeline,
+    )
+
+
+@pytest.fixture
+def sample_report() -> pb.Report:
+    return build_report()
+
+
+@contextlib.contextmanager
+def serve_control(servicer: pb_grpc.ControlServiceServicer) -> Iterator[str]:
+    """Serve a ControlService on a free loopback port and yield its HOST:PORT."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_ControlServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
+
+
+def closed_port() -> int:
+    """Return a loopback port that nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def control_server() -> Callable[
+    [pb_grpc.ControlServiceServicer], contextlib.AbstractContextManager[str]
+]:
+    return serve_control
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return closed_port()
