@@ -1,9 +1,153 @@
-"""Placeholder until the controller command lands; replaced by its owner."""
+"""``llmping controller``: run the controller until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
+from llmping.controller.server import ControllerConfig, parse_listen_address, serve
+from llmping.errors import InputError, StoreError
+from llmping.logs import configure_logging
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: ...`` to stderr and exit with status 2 (invalid input)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def check_db_path(path: Path) -> None:
+    """Raise InputError unless the database file can be created or written."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"invalid --db value {str(path)!r}, it is a directory; give a file path")
+    if not directory.is_dir():
+        raise InputError(
+            f"invalid --db value {str(path)!r}, the directory {str(directory)!r} does not exist; "
+            "create it or choose another path"
+        )
+    writable = os.access(path, os.W_OK) if path.exists() else os.access(directory, os.W_OK)
+    if not writable:
+        raise InputError(
+            f"invalid --db value {str(path)!r}, the file or its directory is not writable; "
+            "choose a writable path"
+        )
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the coroutine on uvloop when it is installed, else on the default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
+async def serve_until_signal(config: ControllerConfig) -> None:
+    """Start the controller, print its address and stop cleanly on SIGINT or SIGTERM."""
+    controller = await serve(config)
+    click.echo(f"llmping controller listening on {controller.address}")
+    sys.stdout.flush()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Windows event loops have no add_signal_handler; Ctrl+C still raises there.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await controller.stop()
+
 
 @click.command()
-def controller() -> None:
-    """Not built yet."""
-    raise click.ClickException("not built yet")
+@click.option(
+    "--listen",
+    default="127.0.0.1:50051",
+    show_default=True,
+    help="Address to serve agents and the CLI on, HOST:PORT. Port 0 picks a free port.",
+)
+@click.option(
+    "--db",
+    "db_path",
+    default="llmping.db",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="SQLite file that stores runs and records; created when missing.",
+)
+@click.option(
+    "--token",
+    envvar="LLMPING_TOKEN",
+    default="",
+    show_envvar=True,
+    help="Token that agents and the CLI must send as 'authorization: Bearer <token>'. "
+    "Empty: no check.",
+)
+@click.option(
+    "--agent-grace-s",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a disconnected or silent agent has to return before its share of a run "
+    "counts as lost and the run ends PARTIAL.",
+)
+@click.option(
+    "--metrics-listen",
+    default="",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics. Empty: no metrics endpoint.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Lowest level of log lines written to stderr.",
+)
+def controller(
+    listen: str,
+    db_path: Path,
+    token: str,
+    agent_grace_s: float,
+    metrics_listen: str,
+    log_level: str,
+) -> None:
+    """Run the controller: agents connect to it, the CLI submits runs to it."""
+    configure_logging(log_level)
+    try:
+        parse_listen_address(listen, "--listen value")
+        if metrics_listen:
+            parse_listen_address(metrics_listen, "--metrics-listen value")
+    except InputError as exc:
+        fail(str(exc))
+    try:
+        check_db_path(db_path)
+    except InputError as exc:
+        fail(str(exc))
+
+    config = ControllerConfig(
+        listen=listen,
+        db_path=db_path,
+        token=token,
+        agent_grace_s=agent_grace_s,
+        metrics_listen=metrics_listen,
+    )
+    try:
+        run_event_loop(serve_until_signal(config))
+    except (InputError, StoreError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        # Only reached where signal handlers could not be installed (Windows).
+        pass

@@ -1,0 +1,218 @@
+"""Assemble and run the controller: store, registry, runs and the gRPC server.
+
+The server hosts AgentService, ControlService, the standard gRPC health service
+(grpc.health.v1, SERVING while up) and server reflection, so grpcurl can list and call
+the services without the .proto file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from llmping.errors import InputError
+from llmping.v1 import llmping_pb2 as pb
+from llmping.v1 import llmping_pb2_grpc as pb_grpc
+
+from .agent_service import AgentService
+from .control_service import ControlService
+from .observers import ControllerObserver, ObserverGroup
+from .registry import AgentRegistry
+from .runs import RunManager, RunPolicy
+from .store import Store, StoreWorker
+from .tracing import ControllerTelemetry
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    pb.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    pb.DESCRIPTOR.services_by_name["ControlService"].full_name,
+)
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SERVER_OPTIONS = (
+    # Result batches can exceed gRPC's 4 MiB default when records carry long details.
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Ping idle agent streams so that connections dropped by a NAT are noticed.
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    # Accept agents' own keepalive pings down to every 5 s without a GOAWAY.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+)
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Settings of one controller process."""
+
+    listen: str = "127.0.0.1:50051"
+    db_path: Path = Path("llmping.db")
+    # Agents must send "authorization: Bearer <token>" when set.
+    token: str = ""
+    agent_grace_s: float = 10.0
+    heartbeat_interval_s: float = 1.0
+    start_delay_s: float = 2.0
+    # Also demand the token on ControlService calls (the CLI side, `llmping run --token`).
+    require_token_for_control: bool = True
+    shutdown_grace_s: float = 2.0
+    # Added to a run's planned time before an unfinished run ends PARTIAL.
+    deadline_slack_s: float = 30.0
+    # HOST:PORT of the Prometheus /metrics endpoint; empty serves none.
+    metrics_listen: str = ""
+
+
+def parse_listen_address(text: str, what: str = "listen address") -> tuple[str, int]:
+    """Split ``HOST:PORT`` or ``[IPv6]:PORT`` into host and port.
+
+    Raises InputError naming ``what`` (such as "--listen value") and the text.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise InputError(
+            f"invalid {what} {text!r}, use HOST:PORT such as 127.0.0.1:50051 "
+            "(port 0 picks a free port)"
+        )
+    return host, int(port_text)
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class Controller:
+    """A running controller; ``port`` is the bound port, also when 0 was requested."""
+
+    config: ControllerConfig
+    server: grpc.aio.Server
+    host: str
+    port: int
+    worker: StoreWorker
+    registry: AgentRegistry
+    runs: RunManager
+    health_servicer: health.aio.HealthServicer
+    telemetry: ControllerTelemetry | None = None
+    stopped: bool = field(default=False)
+
+    @property
+    def address(self) -> str:
+        return format_address(self.host, self.port)
+
+    async def wait_for_termination(self) -> None:
+        await self.server.wait_for_termination()
+
+    async def stop(self) -> None:
+        """Say goodbye to agents, stop serving and close the store. Safe to call twice."""
+        if self.stopped:
+            return
+        self.stopped = True
+        log.info("controller on %s stopping", self.address)
+        await self.health_servicer.enter_graceful_shutdown()
+        self.registry.close_all("controller shutting down")
+        await self.runs.stop()
+        await self.server.stop(self.config.shutdown_grace_s)
+        if self.telemetry is not None:
+            await self.telemetry.stop()
+        await self.worker.close()
+        log.info("controller stopped")
+
+
+def _bind(server: grpc.aio.Server, listen: str) -> int:
+    # TODO: TLS and mutual TLS: add_secure_port with grpc.ssl_server_credentials here,
+    # and only then accept plans with controller_secrets.
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise InputError(
+            f"cannot listen on {listen}: {exc}; choose a free port or another address"
+        ) from exc
+    if port == 0:
+        raise InputError(f"cannot listen on {listen}; choose a free port or another address")
+    return port
+
+
+async def serve(
+    config: ControllerConfig,
+    observers: Sequence[ControllerObserver] = (),
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> Controller:
+    """Open the store, start the gRPC server and return the running Controller.
+
+    ``observers`` receive lifecycle events (metrics, tracing); ``interceptors`` wrap
+    every gRPC call. Raises InputError for a listen address that cannot be bound and
+    StoreError for a database that cannot be opened.
+    """
+    host, _ = parse_listen_address(config.listen)
+    telemetry = ControllerTelemetry.from_config(config.token, config.metrics_listen)
+    store = Store(config.db_path)
+    worker = StoreWorker(store)
+    registry = AgentRegistry(config.heartbeat_interval_s)
+    group = ObserverGroup([*observers, *telemetry.observers])
+    policy = RunPolicy(
+        agent_grace_s=config.agent_grace_s,
+        start_delay_s=config.start_delay_s,
+        deadline_slack_s=config.deadline_slack_s,
+    )
+    runs = RunManager(worker, registry, policy, group, telemetry.tracing.start_run)
+
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=list(interceptors))
+    health_servicer = await _add_services(server, config, registry, runs, group)
+    telemetry.add_services(server)
+    try:
+        port = _bind(server, config.listen)
+        # Runs left open by a previous process are reloaded before agents can connect.
+        await runs.start()
+        await server.start()
+        await telemetry.start()
+    except BaseException:
+        await runs.stop()
+        await telemetry.stop()
+        await worker.close()
+        raise
+
+    controller = Controller(
+        config, server, host, port, worker, registry, runs, health_servicer, telemetry
+    )
+    log.info(
+        "controller listening on %s (database %s, token %s, agent grace %.0f s)",
+        controller.address,
+        config.db_path,
+        "required" if config.token else "not required",
+        config.agent_grace_s,
+    )
+    return controller
+
+
+async def _add_services(
+    server: grpc.aio.Server,
+    config: ControllerConfig,
+    registry: AgentRegistry,
+    runs: RunManager,
+    observers: ObserverGroup,
+) -> health.aio.HealthServicer:
+    pb_grpc.add_AgentServiceServicer_to_server(
+        AgentService(registry, runs, config.token, observers), server
+    )
+    control = ControlService(
+        runs, registry, config.db_path, config.token, config.require_token_for_control
+    )
+    pb_grpc.add_ControlServiceServicer_to_server(control, server)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return health_servicer
