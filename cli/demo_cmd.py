@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from types import FrameType
@@ -43,7 +43,14 @@ from llmping.cli.run_cmds import (
 )
 from llmping.errors import RunError
 from llmping.plan import estimate_requests, to_pb, validate_plan
-from llmping.simulator import ProxyHandle, SimulatorHandle, start_delay_proxy, start_simulator
+from llmping.simulator import (
+    ProviderProfile,
+    ProxyHandle,
+    SimulatorHandle,
+    default_profiles,
+    start_delay_proxy,
+    start_simulator,
+)
 from llmping.v1 import llmping_pb2 as pb
 
 T = TypeVar("T")
@@ -105,6 +112,21 @@ class BackgroundLoop:
             self._loop.close()
 
 
+# The demo's closed loop sends about 4 requests per second to each provider (two targets,
+# two workers each), so "limited" must admit fewer than that for its 429s to show.
+DEMO_RATE_LIMIT_PER_S = 3
+
+
+def demo_profiles() -> list[ProviderProfile]:
+    """Return the built-in simulator profiles with the rate limit lowered for the demo."""
+    return [
+        replace(profile, rate_limit_per_s=DEMO_RATE_LIMIT_PER_S)
+        if profile.rate_limit_per_s is not None
+        else profile
+        for profile in default_profiles()
+    ]
+
+
 @dataclass(frozen=True)
 class Network:
     """The simulator's URL and each region's proxy URL."""
@@ -118,7 +140,7 @@ def start_network(stack: contextlib.ExitStack, stderr: Console) -> Network:
     loop = BackgroundLoop()
     stack.callback(loop.close)
 
-    simulator = loop.call(start_simulator("127.0.0.1", 0))
+    simulator = loop.call(start_simulator("127.0.0.1", 0, demo_profiles()))
     loop.stop_on_close(stack, simulator)
     stderr.print(f"simulator: {simulator.url} ({len(simulator.profiles)} simulated providers)")
 

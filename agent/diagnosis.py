@@ -1,0 +1,128 @@
+"""Self-diagnosis: whether the agent itself, not the provider, was the bottleneck.
+
+An overloaded agent sends requests late and reads responses late, which makes the
+provider look slower than it is. Three signals show it:
+
+- start lag: how late requests left compared to their schedule (p99 per assignment);
+- event-loop lag: how late a ticker task wakes up compared to its timer;
+- CPU: process CPU time over wall time, in percent of one core. It includes gRPC's
+  own threads, so on a multi-core host it can pass 100%.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from array import array
+from dataclasses import dataclass
+
+from llmping.stats import percentile
+from llmping.v1 import llmping_pb2 as pb
+
+START_LAG_P99_LIMIT_MS = 10.0
+LOOP_LAG_LIMIT_MS = 20.0
+CPU_LIMIT_PERCENT = 90.0
+
+
+@dataclass
+class HealthPeaks:
+    """Highest loop lag and CPU seen while one assignment was tracked."""
+
+    loop_lag_max_ms: float = 0.0
+    cpu_percent_max: float = 0.0
+
+
+class HealthMonitor:
+    """Ticker that measures event-loop lag and process CPU in fixed windows."""
+
+    def __init__(self, tick_s: float = 0.05, window_s: float = 0.5) -> None:
+        self.tick_s = tick_s
+        self.window_s = window_s
+        # Values of the last complete window, as heartbeats report them.
+        self.loop_lag_ms = 0.0
+        self.cpu_percent = 0.0
+        self._tracked: list[HealthPeaks] = []
+
+    def track(self) -> HealthPeaks:
+        """Start collecting peaks for one assignment."""
+        peaks = HealthPeaks()
+        self._tracked.append(peaks)
+        return peaks
+
+    def untrack(self, peaks: HealthPeaks) -> None:
+        """Stop updating ``peaks``."""
+        if peaks in self._tracked:
+            self._tracked.remove(peaks)
+
+    async def run(self) -> None:
+        """Measure until cancelled."""
+        tick_ns = round(self.tick_s * 1e9)
+        window_ns = round(self.window_s * 1e9)
+        window_start_ns = time.perf_counter_ns()
+        window_cpu_s = time.process_time()
+        window_lag_ms = 0.0
+        while True:
+            expected_ns = time.perf_counter_ns() + tick_ns
+            await asyncio.sleep(self.tick_s)
+            now_ns = time.perf_counter_ns()
+            lag_ms = max(0, now_ns - expected_ns) / 1e6
+            window_lag_ms = max(window_lag_ms, lag_ms)
+            for peaks in self._tracked:
+                peaks.loop_lag_max_ms = max(peaks.loop_lag_max_ms, lag_ms)
+
+            if now_ns - window_start_ns >= window_ns:
+                cpu_s = time.process_time()
+                self.cpu_percent = 100.0 * (cpu_s - window_cpu_s) * 1e9 / (now_ns - window_start_ns)
+                self.loop_lag_ms = window_lag_ms
+                for peaks in self._tracked:
+                    peaks.cpu_percent_max = max(peaks.cpu_percent_max, self.cpu_percent)
+                window_start_ns, window_cpu_s, window_lag_ms = now_ns, cpu_s, 0.0
+
+
+def saturation_verdict(start_lag_p99_ms: float, loop_lag_max_ms: float, cpu_max: float) -> str:
+    """Return a one-line verdict when any signal passes its limit, else ""."""
+    findings = []
+    if start_lag_p99_ms > START_LAG_P99_LIMIT_MS:
+        findings.append(f"start lag p99 {start_lag_p99_ms:.0f} ms")
+    if loop_lag_max_ms > LOOP_LAG_LIMIT_MS:
+        findings.append(f"event-loop lag max {loop_lag_max_ms:.0f} ms")
+    if cpu_max > CPU_LIMIT_PERCENT:
+        findings.append(f"CPU {cpu_max:.0f}%")
+    if not findings:
+        return ""
+    return f"agent saturated: {', '.join(findings)}; results understate provider speed"
+
+
+class AssignmentDiagnosis:
+    """Collects one assignment's start lags and health peaks into an AgentDiagnosis."""
+
+    def __init__(self, monitor: HealthMonitor) -> None:
+        self._monitor = monitor
+        self._peaks = monitor.track()
+        # array('d') stores 8 bytes per value, so long runs stay small.
+        self._start_lags_ms = array("d")
+
+    def add_start_lag(self, start_lag_ms: float) -> None:
+        """Record the start lag of one sent request."""
+        self._start_lags_ms.append(start_lag_ms)
+
+    def start_lag_p99_ms(self) -> float:
+        """Return the p99 start lag so far (0 with no requests)."""
+        if not self._start_lags_ms:
+            return 0.0
+        return percentile(sorted(self._start_lags_ms), 99.0)
+
+    def finish(self, delayed_by_cap: int, dropped_by_cap: int) -> pb.AgentDiagnosis:
+        """Stop tracking and build the diagnosis for the final AssignmentUpdate."""
+        self._monitor.untrack(self._peaks)
+        start_lag_p99_ms = self.start_lag_p99_ms()
+        return pb.AgentDiagnosis(
+            start_lag_p99_ms=start_lag_p99_ms,
+            event_loop_lag_max_ms=self._peaks.loop_lag_max_ms,
+            cpu_percent_max=self._peaks.cpu_percent_max,
+            requests_delayed_by_cap=delayed_by_cap,
+            requests_dropped_by_cap=dropped_by_cap,
+            verdict=saturation_verdict(
+                start_lag_p99_ms, self._peaks.loop_lag_max_ms, self._peaks.cpu_percent_max
+            ),
+        )

@@ -1,0 +1,251 @@
+"""Drivers: start one provider lane's requests when its load model schedules them.
+
+A driver calls an ``AttemptFn`` once per attempt and never measures anything itself.
+``OpenLoopDriver`` follows a fixed schedule and enforces the optional in-flight cap.
+``ClosedLoopDriver`` keeps the model's number of workers busy. Cancelling ``run()``
+cancels the requests in flight and waits until each has recorded its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from llmping.agent.load import Arrival, ClosedLoop, OpenLoop
+from llmping.agent.retry import RetryRule
+
+log = logging.getLogger(__name__)
+
+# Send one attempt: (arrival, attempt number, measure_from_scheduled) -> error class,
+# "" on success. Must not raise except asyncio.CancelledError.
+AttemptFn = Callable[[Arrival, int, bool], Awaitable[str]]
+
+OVERFLOW_DELAY = "delay"
+OVERFLOW_DROP = "drop"
+
+# How long before a deadline sleep_until() stops sleeping and polls the clock.
+# CPython 3.11's EpollSelector rounds timeouts up to whole milliseconds, so a plain
+# sleep wakes up to 1 ms late. uvloop 0.23 keeps timers in milliseconds too but fired
+# them up to 1.3 ms early in a local measurement. The loop in sleep_until() sleeps
+# again after an early wake, so uvloop needs no polling window, which saves CPU.
+_STDLIB_LOOP_WINDOW_NS = 1_000_000
+
+
+def spin_window_ns() -> int:
+    """Return the polling window for the running event loop."""
+    loop_module = type(asyncio.get_running_loop()).__module__
+    return 0 if loop_module.startswith("uvloop") else _STDLIB_LOOP_WINDOW_NS
+
+
+async def sleep_until(deadline_ns: int, window_ns: int) -> None:
+    """Sleep until perf_counter_ns() reaches ``deadline_ns``, waking as close to it as possible."""
+    while True:
+        remaining_ns = deadline_ns - time.perf_counter_ns()
+        if remaining_ns <= 0:
+            return
+        if remaining_ns > window_ns:
+            await asyncio.sleep((remaining_ns - window_ns) / 1e9)
+        else:
+            await asyncio.sleep(0)
+
+
+@dataclass
+class LaneCounters:
+    """Live counts of one lane, read by heartbeats and the assignment's diagnosis."""
+
+    arrivals: int = 0
+    in_flight: int = 0
+    delayed_by_cap: int = 0
+    dropped_by_cap: int = 0
+
+
+async def run_attempts(
+    arrival: Arrival, send: AttemptFn, retry: RetryRule, measure_from_scheduled: bool
+) -> None:
+    """Send ``arrival`` and its retries; each retry is scheduled when its backoff ends."""
+    attempt = 1
+    while True:
+        error_class = await send(arrival, attempt, measure_from_scheduled)
+        if not retry.should_retry(error_class, attempt):
+            return
+        attempt += 1
+        await asyncio.sleep(retry.backoff_before_s(attempt))
+        arrival = Arrival(time.perf_counter_ns(), arrival.stage_index, arrival.warmup)
+
+
+def _log_task_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("request task failed", exc_info=task.exception())
+
+
+class OpenLoopDriver:
+    """Starts arrivals at their scheduled times, whatever the provider's speed."""
+
+    measure_from_scheduled = True
+
+    def __init__(
+        self,
+        model: OpenLoop,
+        send: AttemptFn,
+        retry: RetryRule,
+        max_in_flight: int = 0,
+        overflow: str = OVERFLOW_DELAY,
+    ) -> None:
+        if overflow not in (OVERFLOW_DELAY, OVERFLOW_DROP):
+            raise ValueError(f"overflow must be 'delay' or 'drop', got {overflow!r}")
+        self.model = model
+        self.counters = LaneCounters()
+        self._send = send
+        self._retry = retry
+        self._overflow = overflow
+        self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight > 0 else None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # When the scheduler last got a slot after waiting for one. Arrivals scheduled
+        # before it were held up by the cap even if a slot is free when their turn comes.
+        self._unblocked_ns = 0
+
+    async def run(self, start_ns: int) -> None:
+        """Run the whole schedule, then wait for the requests still in flight."""
+        window_ns = spin_window_ns()
+        try:
+            for arrival in self.model.arrivals(start_ns):
+                await sleep_until(arrival.scheduled_ns, window_ns)
+                self.counters.arrivals += 1
+                if await self._take_slot(arrival):
+                    self._spawn(arrival)
+            while self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            await _cancel_all(self._tasks)
+            raise
+
+    async def _take_slot(self, arrival: Arrival) -> bool:
+        """Return whether the arrival may be sent, waiting for a slot in delay mode."""
+        if self._slots is None:
+            return True
+        if self._slots.locked() and self._overflow == OVERFLOW_DROP:
+            self.counters.dropped_by_cap += 1
+            return False
+        waited = self._slots.locked()
+        if waited or arrival.scheduled_ns < self._unblocked_ns:
+            self.counters.delayed_by_cap += 1
+        await self._slots.acquire()
+        if waited:
+            self._unblocked_ns = time.perf_counter_ns()
+        return True
+
+    def _spawn(self, arrival: Arrival) -> None:
+        task = asyncio.create_task(self._run_arrival(arrival))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_task_failure)
+
+    async def _run_arrival(self, arrival: Arrival) -> None:
+        self.counters.in_flight += 1
+        try:
+            await run_attempts(arrival, self._send, self._retry, self.measure_from_scheduled)
+        finally:
+            self.counters.in_flight -= 1
+            if self._slots is not None:
+                self._slots.release()
+
+
+class ClosedLoopDriver:
+    """Keeps the model's number of workers sending back to back."""
+
+    measure_from_scheduled = False
+
+    def __init__(self, model: ClosedLoop, send: AttemptFn, retry: RetryRule) -> None:
+        self.model = model
+        self.counters = LaneCounters()
+        self._send = send
+        self._retry = retry
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._target_workers = 0
+        self._ended = False
+        self._count_reached = asyncio.Event()
+        self._start_ns = 0
+
+    async def run(self, start_ns: int) -> None:
+        """Run until the end time or request count, then wait for the last requests."""
+        self._start_ns = start_ns
+        try:
+            await self._supervise()
+            self._ended = True
+            await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        except asyncio.CancelledError:
+            self._ended = True
+            await _cancel_all(set(self._workers.values()))
+            raise
+
+    async def _supervise(self) -> None:
+        """Adjust the worker count at stage and ramp steps until the load ends."""
+        end_ns = self.model.limits.end_ns
+        while not self._count_reached.is_set():
+            elapsed_ns = time.perf_counter_ns() - self._start_ns
+            if end_ns is not None and elapsed_ns >= end_ns:
+                return
+            self._target_workers = self.model.workers_at(elapsed_ns)
+            self._spawn_missing_workers()
+
+            candidates = (self.model.next_change_ns(elapsed_ns), end_ns)
+            wake_points = [t for t in candidates if t is not None]
+            if not wake_points:
+                # Constant worker count with only a request count: wait for the count.
+                await self._count_reached.wait()
+                return
+            timeout_s = (self._start_ns + min(wake_points) - time.perf_counter_ns()) / 1e9
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._count_reached.wait(), max(0.0, timeout_s))
+
+    def _spawn_missing_workers(self) -> None:
+        for worker_index in range(self._target_workers):
+            worker = self._workers.get(worker_index)
+            if worker is None or worker.done():
+                task = asyncio.create_task(self._work(worker_index))
+                task.add_done_callback(_log_task_failure)
+                self._workers[worker_index] = task
+
+    def _claim_request(self) -> bool:
+        count = self.model.limits.request_count
+        if count and self.counters.arrivals >= count:
+            self._count_reached.set()
+            return False
+        self.counters.arrivals += 1
+        return True
+
+    async def _work(self, worker_index: int) -> None:
+        """Send requests back to back while this worker is within the target count."""
+        limits = self.model.limits
+        while not self._ended and worker_index < self._target_workers:
+            now_ns = time.perf_counter_ns()
+            elapsed_ns = now_ns - self._start_ns
+            if limits.end_ns is not None and elapsed_ns >= limits.end_ns:
+                return
+            if not self._claim_request():
+                return
+            arrival = Arrival(
+                scheduled_ns=now_ns,
+                stage_index=self.model.profile.stage_at(elapsed_ns),
+                warmup=limits.is_warmup(elapsed_ns),
+            )
+            self.counters.in_flight += 1
+            try:
+                await run_attempts(arrival, self._send, self._retry, self.measure_from_scheduled)
+            finally:
+                self.counters.in_flight -= 1
+
+
+async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until each has finished its cleanup."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+LoadDriver = OpenLoopDriver | ClosedLoopDriver
