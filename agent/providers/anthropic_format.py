@@ -84,7 +84,7 @@ def interpret_message_body(obj: Any, now_ns: int, acc: ResponseAccumulator) -> N
             continue
         content.append(text_field(block, "text"))
         reasoning.append(text_field(block, "thinking"))
-        if block.get("type") in _TOOL_BLOCKS:
+        if text_field(block, "type") in _TOOL_BLOCKS:
             tool.append(text_field(block, "name") + _json_text(block.get("input")))
     acc.record_text(now_ns, "".join(content), "".join(reasoning), "".join(tool))
 
@@ -105,7 +105,7 @@ def _apply_message(message: Any, acc: ResponseAccumulator, final: bool) -> None:
 def _apply_block(block: Any, now_ns: int, acc: ResponseAccumulator) -> None:
     if not isinstance(block, dict):
         return
-    tool = text_field(block, "name") if block.get("type") in _TOOL_BLOCKS else ""
+    tool = text_field(block, "name") if text_field(block, "type") in _TOOL_BLOCKS else ""
     acc.record_text(now_ns, text_field(block, "text"), text_field(block, "thinking"), tool)
 
 
