@@ -11,7 +11,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from llmping.v1 import llmping_pb2 as pb
 
@@ -74,7 +74,7 @@ def format_percent(fraction: float) -> str:
 def format_unix_ns(unix_ns: int) -> str:
     if unix_ns <= 0:
         return MISSING
-    moment = datetime.fromtimestamp(unix_ns / 1e9, tz=timezone.utc)
+    moment = datetime.fromtimestamp(unix_ns / 1e9, tz=UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -320,10 +320,10 @@ def diagnosis_rows(report: pb.Report) -> Iterable[list[str]]:
             entry.target,
             diagnosis.verdict or "ok",
             f"{format_ms(diagnosis.start_lag_p99_ms)} ms",
+            f"{format_ms(diagnosis.event_loop_lag_p99_ms)}/"
             f"{format_ms(diagnosis.event_loop_lag_max_ms)} ms",
             f"{diagnosis.cpu_percent_max:.0f}%",
-            str(diagnosis.requests_delayed_by_cap),
-            str(diagnosis.requests_dropped_by_cap),
+            f"{diagnosis.requests_delayed_by_cap}/{diagnosis.requests_dropped_by_cap}",
         ]
 
 
@@ -332,8 +332,7 @@ DIAGNOSIS_COLUMNS = [
     "target",
     "verdict",
     "start lag p99",
-    "loop lag max",
+    "loop lag p99/max",
     "cpu max",
-    "delayed by cap",
-    "dropped by cap",
+    "delayed/dropped by cap",
 ]

@@ -19,7 +19,7 @@ def test_verdict_names_each_signal() -> None:
     assert verdict == (
         "agent saturated: start lag p99 37 ms, CPU 98%; results understate provider speed"
     )
-    assert "event-loop lag max 25 ms" in saturation_verdict(0.0, 25.0, 0.0)
+    assert "event-loop lag p99 25 ms" in saturation_verdict(0.0, 25.0, 0.0)
 
 
 async def test_monitor_sees_event_loop_stall() -> None:
