@@ -291,6 +291,19 @@ def build_limits(load: pb.LoadSpec, share: pb.LoadShare, profile: Profile) -> Lo
     )
 
 
+def arrival_seed(load: pb.LoadSpec, share: pb.LoadShare) -> int | None:
+    """Return the Poisson seed of this agent, or None for a random one (load.seed 0).
+
+    The agent index is added so that two agents of a target do not send identical
+    arrival sequences. Every provider lane of one agent uses the same seed, so the
+    providers see the same arrival pattern. Agents with the same index in different
+    targets also share a sequence.
+    """
+    if load.seed == 0:
+        return None
+    return load.seed + share.agent_index
+
+
 def build_model(load: pb.LoadSpec, share: pb.LoadShare, seed: int | None = None) -> LoadModel:
     """Build one provider lane's load model from the plan's load and this agent's share.
 

@@ -22,7 +22,7 @@ from llmping.agent.clock import ClockEstimator, ClockMapping
 from llmping.agent.diagnosis import AssignmentDiagnosis, HealthMonitor
 from llmping.agent.driver import ClosedLoopDriver, LoadDriver, OpenLoopDriver
 from llmping.agent.keys import resolve_api_keys
-from llmping.agent.load import Arrival, LoadSpecError, OpenLoop, build_model
+from llmping.agent.load import Arrival, LoadSpecError, OpenLoop, arrival_seed, build_model
 from llmping.agent.request import RequestExecutor
 from llmping.agent.retry import RetryRule
 from llmping.agent.tracing import AgentTracing, AssignmentTrace
@@ -106,7 +106,7 @@ class Lane:
 class Outcome:
     """The final state of an assignment and the message that goes with it."""
 
-    state: pb.AssignmentUpdate.State.ValueType
+    state: pb.AssignmentUpdate.State
     message: str
 
 
@@ -121,10 +121,13 @@ def trace_id_from_traceparent(traceparent: str) -> str:
 def lane_cap(load: pb.LoadSpec, share: pb.LoadShare) -> int:
     """Return this agent's part of the plan's max_in_flight (0: no cap).
 
-    LoadShare carries no cap, so each agent takes its part of the target's cap the
-    way the controller splits integers: evenly, remainder to the lowest indexes.
-    Every agent keeps at least one slot.
+    The controller splits the cap into share.max_in_flight. A controller older than
+    that field sends 0 there, so then each agent takes its part of the target's cap
+    the way the controller splits integers: evenly, remainder to the lowest indexes.
+    In that fallback every agent keeps at least one slot.
     """
+    if share.max_in_flight > 0:
+        return share.max_in_flight
     if load.max_in_flight <= 0:
         return 0
     agent_count = max(1, share.agent_count)
@@ -227,7 +230,8 @@ class AssignmentRunner:
                 provider, plan.request, plan.timeouts, keys[provider.name], self._ctx.proxy_url
             )
             send = functools.partial(self._attempt, provider, executor)
-            model = build_model(plan.load, self.assignment.share)
+            seed = arrival_seed(plan.load, self.assignment.share)
+            model = build_model(plan.load, self.assignment.share, seed=seed)
             driver: LoadDriver
             if isinstance(model, OpenLoop):
                 cap = lane_cap(plan.load, self.assignment.share)
@@ -273,7 +277,7 @@ class AssignmentRunner:
             )
         try:
             await asyncio.wait_for(self._cancel_requested.wait(), wait_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return start_ns
         return None
 
@@ -407,7 +411,7 @@ class AssignmentRunner:
             )
         return message
 
-    def _send_update(self, state: pb.AssignmentUpdate.State.ValueType, message: str) -> None:
+    def _send_update(self, state: pb.AssignmentUpdate.State, message: str) -> None:
         self._ctx.link.send_update(
             pb.AssignmentUpdate(assignment_id=self.assignment_id, state=state, message=message)
         )

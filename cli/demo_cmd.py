@@ -42,7 +42,8 @@ from llmping.cli.run_cmds import (
     submit_and_report,
 )
 from llmping.errors import RunError
-from llmping.plan import estimate_requests, to_pb, validate_plan
+from llmping.estimate import estimate_requests
+from llmping.plan import to_pb, validate_plan
 from llmping.simulator import (
     ProviderProfile,
     ProxyHandle,

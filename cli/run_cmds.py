@@ -29,7 +29,8 @@ from llmping.cli.client import (
 from llmping.cli.progress import ProgressView, make_progress
 from llmping.cli.report import FORMATS, emit_report
 from llmping.errors import LlmpingError, RunError
-from llmping.plan import estimate_requests, load_plan
+from llmping.estimate import estimate_requests
+from llmping.plan import load_plan
 from llmping.v1 import llmping_pb2 as pb
 
 P = ParamSpec("P")

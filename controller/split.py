@@ -1,10 +1,10 @@
 """Exact split of one target's load over the agents of that target.
 
 The plan's load applies per provider per target, so the agents of a target share it.
-Integer figures (concurrency, request_count, per-stage concurrency) are split by the
-largest remainder method, so the shares add up to the plan's figure exactly. Rates
-are divided as floats. duration_s and warmup_s are not split: every agent runs the
-whole time.
+Integer figures (concurrency, request_count, max_in_flight, per-stage concurrency) are
+split by the largest remainder method, so the shares add up to the plan's figure
+exactly. Rates are divided as floats. duration_s and warmup_s are not split: every
+agent runs the whole time.
 """
 
 from __future__ import annotations
@@ -56,15 +56,18 @@ def split_integer(total: int, weights: Sequence[float]) -> list[int]:
 def agents_needed(load: pb.LoadSpec, available: int) -> int:
     """Return how many of the available agents a target should use.
 
-    A share of 0 for request_count means "no limit" to an agent, and a closed-loop
-    agent with concurrency 0 would send nothing, so a target never uses more agents
-    than its request_count or its closed-loop concurrency (when those are set).
+    A share of 0 for request_count or max_in_flight means "no limit" to an agent, and
+    a closed-loop agent with concurrency 0 would send nothing. So a target never uses
+    more agents than its request_count, its open-loop max_in_flight or its closed-loop
+    concurrency (when those are set).
     """
     needed = available
     if load.request_count > 0:
         needed = min(needed, load.request_count)
     if load.mode == pb.LoadSpec.CLOSED and not load.stages and load.concurrency > 0:
         needed = min(needed, load.concurrency)
+    if load.mode != pb.LoadSpec.CLOSED and load.max_in_flight > 0:
+        needed = min(needed, load.max_in_flight)
     return max(needed, 1) if available > 0 else 0
 
 
@@ -76,6 +79,7 @@ def split_load(load: pb.LoadSpec, agent_count: int) -> list[pb.LoadShare]:
 
     concurrency = split_integer(load.concurrency, weights)
     request_count = split_integer(load.request_count, weights)
+    max_in_flight = split_integer(load.max_in_flight, weights)
     stage_concurrency = [split_integer(stage.concurrency, weights) for stage in load.stages]
 
     shares = []
@@ -86,6 +90,7 @@ def split_load(load: pb.LoadSpec, agent_count: int) -> list[pb.LoadShare]:
             concurrency=concurrency[index],
             rate_per_s=load.rate_per_s / agent_count,
             request_count=request_count[index],
+            max_in_flight=max_in_flight[index],
         )
         for stage_number, stage in enumerate(load.stages):
             share.stages.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from llmping.errors import PlanError
+from llmping.estimate import request_cap_issue
 from llmping.v1 import llmping_pb2 as pb
 
 from .thresholds import OPERATORS, is_known_metric, metric_names
@@ -18,6 +19,7 @@ def validate_plan(plan: pb.Plan) -> None:
     """Raise PlanError naming the first field the controller cannot run with."""
     _check_names(plan)
     _check_load(plan.load)
+    _check_request_cap(plan)
     _check_thresholds(plan)
     if plan.controller_secrets:
         # NOTE: the controller has no TLS yet, and keys must never travel in clear text.
@@ -53,7 +55,18 @@ def _check_names(plan: pb.Plan) -> None:
 
 
 def _check_load(load: pb.LoadSpec) -> None:
-    for name in ("concurrency", "rate_per_s", "duration_s", "request_count", "warmup_s"):
+    # The split over agents raises ValueError on a negative integer, so every figure it
+    # splits, max_in_flight included, is checked here.
+    figures = (
+        "concurrency",
+        "rate_per_s",
+        "duration_s",
+        "request_count",
+        "warmup_s",
+        "max_in_flight",
+        "max_requests",
+    )
+    for name in figures:
         if getattr(load, name) < 0:
             raise PlanError(
                 f"load.{name}", f"negative value {getattr(load, name)}", "use 0 or more"
@@ -73,6 +86,13 @@ def _check_load(load: pb.LoadSpec) -> None:
             "the run has no end: duration_s, request_count and stage durations are all 0",
             "set load.duration_s or load.request_count",
         )
+
+
+def _check_request_cap(plan: pb.Plan) -> None:
+    found = request_cap_issue(plan)
+    if found is not None:
+        problem, fix = found
+        raise PlanError("load.max_requests", problem, fix)
 
 
 def _check_thresholds(plan: pb.Plan) -> None:

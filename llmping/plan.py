@@ -14,10 +14,9 @@ agent reads, and values that look like keys are rejected without being echoed.
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -29,33 +28,23 @@ from pydantic_core import PydanticCustomError
 
 from llmping.controller.thresholds import metric_names as threshold_metric_names
 from llmping.errors import InputError, PlanError
+from llmping.estimate import request_cap_issue
+from llmping.presets import PRESETS
 from llmping.v1 import llmping_pb2 as pb
 
 # ---------------------------------------------------------------------------
-# Defaults that presets and provider kinds fill in.
+# Defaults that presets (llmping.presets) and provider kinds fill in.
 # ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ProviderDefaults:
-    """Values a preset or kind fills in when the plan leaves them out."""
+    """Values a provider kind fills in when the plan leaves them out."""
 
     kind: str
     base_url: str
     api_key_env: str
 
-
-PRESETS: dict[str, ProviderDefaults] = {
-    "openrouter": ProviderDefaults(
-        "openai_compatible", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"
-    ),
-    "siliconflow": ProviderDefaults(
-        "openai_compatible", "https://api.siliconflow.cn/v1", "SILICONFLOW_API_KEY"
-    ),
-    "deepseek": ProviderDefaults(
-        "openai_compatible", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"
-    ),
-}
 
 # Azure and generic OpenAI-compatible endpoints have no well-known base URL, so their
 # base_url stays required.
@@ -66,11 +55,10 @@ KIND_DEFAULTS: dict[str, ProviderDefaults] = {
     "openai_compatible": ProviderDefaults("openai_compatible", "", ""),
 }
 
-DEFAULT_TIMEOUTS_S = {"connect_s": 10.0, "ttft_s": 60.0, "idle_s": 30.0, "total_s": 300.0}
+# max_requests and seed travel as int64 fields of pb.LoadSpec.
+INT64_MAX = 2**63 - 1
 
-# A closed-loop run limited only by duration sends a new request as soon as the provider
-# responds, so the cost estimate has to assume a response time.
-ASSUMED_E2E_S = 1.0
+DEFAULT_TIMEOUTS_S = {"connect_s": 10.0, "ttft_s": 60.0, "idle_s": 30.0, "total_s": 300.0}
 
 KNOWN_ERROR_CLASSES = frozenset(
     {
@@ -102,6 +90,10 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 KEY_PREFIXES = ("sk-", "sk_", "sk-ant-", "sess-", "gsk_", "xai-", "key-", "bearer ")
 SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _preset_names() -> str:
+    return ", ".join(PRESETS)
 
 
 def _plan_error(problem: str, hint: str) -> PydanticCustomError:
@@ -157,7 +149,7 @@ class ProviderSpec(_Strict):
 
     name: str
     kind: Literal["openai", "azure", "anthropic", "openai_compatible"] | None = None
-    preset: Literal["openrouter", "siliconflow", "deepseek"] | None = None
+    preset: str | None = None
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None
@@ -171,6 +163,15 @@ class ProviderSpec(_Strict):
     @classmethod
     def _check_name(cls, value: str) -> str:
         return _validate_name(value, "provider name")
+
+    @field_validator("preset")
+    @classmethod
+    def _check_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            close = difflib.get_close_matches(value, sorted(PRESETS), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"use one of {_preset_names()}"
+            raise _plan_error(f"unknown preset {value[:64]!r}", hint)
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -305,7 +306,19 @@ class LoadSpecModel(_Strict):
     overflow: Literal["delay", "drop"] = "delay"
     retry: RetrySpec | None = None
     # Cost guard: the plan is rejected when its estimated total request count exceeds it.
-    max_requests: int | None = Field(default=None, gt=0)
+    max_requests: int | None = Field(default=None, gt=0, le=INT64_MAX)
+    # Poisson arrivals repeat for the same seed.
+    seed: int | None = Field(default=None, le=INT64_MAX)
+
+    @field_validator("seed")
+    @classmethod
+    def _check_seed(cls, value: int | None) -> int | None:
+        # The contract reads seed 0 as "pick a random seed", so a plan cannot request 0.
+        if value is not None and value <= 0:
+            raise _plan_error(
+                f"invalid seed {value}", "use a positive integer, or remove seed for a random one"
+            )
+        return value
 
     def resolved_mode(self) -> str:
         """Return the mode, inferring closed or constant when the plan leaves it out."""
@@ -573,7 +586,7 @@ def _check_provider(path: str, provider: ProviderSpec) -> Iterator[PlanIssue]:
             f"{path}.kind",
             "missing kind",
             "set kind (openai, azure, anthropic, openai_compatible), a preset "
-            "(openrouter, siliconflow, deepseek) or the base_url of an OpenAI-compatible API",
+            f"({_preset_names()}) or the base_url of an OpenAI-compatible API",
         )
         return
     preset = PRESETS.get(provider.preset or "")
@@ -851,6 +864,8 @@ def _load_to_pb(load: LoadSpecModel) -> pb.LoadSpec:
         warmup_s=load.warmup_s,
         max_in_flight=load.max_in_flight or 0,
         overflow=load.overflow,
+        max_requests=load.max_requests or 0,
+        seed=load.seed or 0,
     )
     if load.retry is not None:
         message.retry.CopyFrom(
@@ -879,7 +894,7 @@ def to_pb(spec: PlanSpec, source_yaml: str = "") -> pb.Plan:
 
 
 # ---------------------------------------------------------------------------
-# Cost guard.
+# Run length.
 # ---------------------------------------------------------------------------
 
 
@@ -888,97 +903,6 @@ def total_duration_s(load: LoadSpecModel) -> float | None:
     if load.stages:
         return sum(s.duration_s for s in load.stages)
     return load.duration_s
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """Estimated requests and tokens of a run, before it starts."""
-
-    requests_per_cell: int
-    cells: int
-    requests_total: int
-    input_tokens_total: int
-    output_tokens_max: int
-    notes: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        text = (
-            f"estimate: {self.requests_total} requests "
-            f"({self.requests_per_cell} per provider per target x {self.cells} pairs), "
-            f"about {self.input_tokens_total} input tokens, "
-            f"at most {self.output_tokens_max} output tokens"
-        )
-        return text + "".join(f"\n  note: {note}" for note in self.notes)
-
-
-def _stage_requests(stages: Sequence[pb.Stage]) -> float:
-    """Arrivals over open-loop stages; a ramp rises linearly from the previous rate."""
-    total = 0.0
-    previous_rate_per_s = 0.0
-    for stage in stages:
-        ramp_s = min(stage.ramp_s, stage.duration_s)
-        total += (previous_rate_per_s + stage.rate_per_s) / 2.0 * ramp_s
-        total += stage.rate_per_s * (stage.duration_s - ramp_s)
-        previous_rate_per_s = stage.rate_per_s
-    return total
-
-
-def _closed_requests(load: pb.LoadSpec) -> float:
-    if load.stages:
-        return sum(s.concurrency * s.duration_s / ASSUMED_E2E_S for s in load.stages)
-    return load.concurrency * load.duration_s / ASSUMED_E2E_S
-
-
-def _requests_per_cell(load: pb.LoadSpec) -> tuple[int, list[str]]:
-    notes: list[str] = []
-    if load.mode == pb.LoadSpec.CLOSED:
-        by_time = _closed_requests(load) if load.duration_s else math.inf
-        if by_time != math.inf and not load.request_count:
-            notes.append(
-                f"closed loop: assumes {ASSUMED_E2E_S:g} s per request; "
-                "faster answers mean more requests, so set request_count for a hard limit"
-            )
-    elif load.stages:
-        by_time = _stage_requests(load.stages)
-    else:
-        by_time = load.rate_per_s * load.duration_s if load.duration_s else math.inf
-    if load.request_count:
-        by_time = min(by_time, float(load.request_count))
-    if load.retry.max_attempts > 1:
-        notes.append(f"retries can add up to {load.retry.max_attempts - 1} attempts per request")
-    return math.ceil(by_time), notes
-
-
-def estimate_prompt_tokens(messages: Sequence[pb.ChatMessage]) -> int:
-    """Estimate input tokens: one per CJK character, one per 4 other characters.
-
-    NOTE: a rough rule, not a tokenizer; real counts differ by model by tens of percent.
-    """
-    total = 0.0
-    for message in messages:
-        total += 4  # per-message overhead of chat formats
-        for char in message.content:
-            total += 1.0 if ord(char) >= 0x2E80 else 0.25
-    return math.ceil(total)
-
-
-def estimate_requests(plan: pb.Plan) -> CostEstimate:
-    """Estimate the requests and tokens a plan will spend over all providers and targets.
-
-    Load applies per provider per target, so the total is the per-pair figure times the
-    number of (provider, target) pairs. Warm-up requests count because they cost too.
-    """
-    per_cell, notes = _requests_per_cell(plan.load)
-    cells = len(plan.providers) * len(plan.targets)
-    total = per_cell * cells
-    return CostEstimate(
-        requests_per_cell=per_cell,
-        cells=cells,
-        requests_total=total,
-        input_tokens_total=total * estimate_prompt_tokens(plan.request.messages),
-        output_tokens_max=total * plan.request.max_tokens,
-        notes=notes,
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -1079,17 +1003,11 @@ def _with_lines(issues: Sequence[PlanIssue], node: yaml.Node | None) -> list[Pla
     ]
 
 
-def _check_cost(spec: PlanSpec, plan: pb.Plan, source: str, node: yaml.Node | None) -> None:
-    cap = spec.load.max_requests
-    if cap is None:
-        return
-    estimate = estimate_requests(plan)
-    if estimate.requests_total > cap:
-        issue = PlanIssue(
-            "load.max_requests",
-            f"the plan would send about {estimate.requests_total} requests, over the cap of {cap}",
-            "lower the load, duration_s or request_count, or raise max_requests",
-        )
+def _check_cost(plan: pb.Plan, source: str, node: yaml.Node | None) -> None:
+    found = request_cap_issue(plan)
+    if found is not None:
+        problem, fix = found
+        issue = PlanIssue("load.max_requests", problem, fix)
         raise PlanValidationError(source, _with_lines([issue], node))
 
 
@@ -1098,7 +1016,7 @@ def plan_from_text(text: str, source: str = "plan") -> pb.Plan:
     data, node = parse_yaml(text, source)
     spec = validate_plan(data, source, node)
     plan = to_pb(spec, source_yaml=text)
-    _check_cost(spec, plan, source, node)
+    _check_cost(plan, source, node)
     return plan
 
 

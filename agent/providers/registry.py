@@ -5,9 +5,10 @@ from __future__ import annotations
 from llmping.agent.providers.anthropic import AnthropicAdapter
 from llmping.agent.providers.azure import AzureAdapter
 from llmping.agent.providers.base import ProviderAdapter
-from llmping.agent.providers.compatible import PRESETS, CompatibleAdapter
+from llmping.agent.providers.compatible import CompatibleAdapter
 from llmping.agent.providers.openai import OpenAIAdapter
 from llmping.errors import PlanError
+from llmping.presets import PRESETS
 from llmping.v1 import llmping_pb2 as pb
 
 KINDS = ("openai", "azure", "anthropic", "openai_compatible")

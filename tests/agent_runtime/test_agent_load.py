@@ -13,6 +13,7 @@ from llmping.agent.load import (
     ClosedLoop,
     LoadSpecError,
     OpenLoop,
+    arrival_seed,
     build_model,
 )
 from llmping.v1 import llmping_pb2 as pb
@@ -99,6 +100,26 @@ def test_poisson_seed_repeats_schedule() -> None:
 
     assert first == second
     assert first != other
+
+
+def test_plan_seed_repeats_per_agent_index() -> None:
+    load = pb.LoadSpec(mode=pb.LoadSpec.POISSON, duration_s=1.0, seed=7)
+    agent_0 = pb.LoadShare(rate_per_s=100.0, agent_index=0, agent_count=2)
+    agent_1 = pb.LoadShare(rate_per_s=100.0, agent_index=1, agent_count=2)
+
+    first = list(open_model(load, agent_0, seed=arrival_seed(load, agent_0)).arrivals(0))
+    again = list(open_model(load, agent_0, seed=arrival_seed(load, agent_0)).arrivals(0))
+    other = list(open_model(load, agent_1, seed=arrival_seed(load, agent_1)).arrivals(0))
+
+    assert first == again
+    assert first != other
+
+
+def test_plan_seed_zero_means_random() -> None:
+    share = pb.LoadShare(agent_index=3, agent_count=4)
+
+    assert arrival_seed(pb.LoadSpec(mode=pb.LoadSpec.POISSON), share) is None
+    assert arrival_seed(pb.LoadSpec(mode=pb.LoadSpec.POISSON, seed=7), share) == 10
 
 
 def test_stages_count_and_stage_index() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from llmping.agent.runner import default_executor_factory
+from llmping.agent.runner import default_executor_factory, lane_cap
 from llmping.v1 import llmping_pb2 as pb
 
 RUN_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -247,6 +247,65 @@ async def test_drop_cap_counted_in_diagnosis(
     assert dropped > 10
     assert final.records_total + dropped == 30
     assert provider.behaviour.max_in_flight <= 2
+
+
+async def test_share_cap_wins_over_plan_cap(
+    peer: Any,
+    make_agent: Any,
+    waiter: Any,
+    plan_factory: Any,
+    assignment_factory: Any,
+    provider: Any,
+) -> None:
+    await connected(peer, make_agent, waiter)
+    provider.behaviour.first_chunk_delay_s = 0.1
+    load = pb.LoadSpec(mode=pb.LoadSpec.CONSTANT, duration_s=0.3, max_in_flight=20, overflow="drop")
+    plan = plan_factory([provider.provider()], load)
+    share = pb.LoadShare(rate_per_s=100.0, agent_count=2, max_in_flight=1)
+    peer.controller.assign(assignment_factory(plan, share))
+
+    final = await finished(peer, waiter)
+
+    assert final.diagnosis.requests_dropped_by_cap > 10
+    assert provider.behaviour.max_in_flight == 1
+
+
+def test_lane_cap_falls_back_without_share_cap() -> None:
+    load = pb.LoadSpec(mode=pb.LoadSpec.CONSTANT, max_in_flight=5)
+
+    # A controller that fills LoadShare.max_in_flight decides the cap.
+    assert lane_cap(load, pb.LoadShare(agent_index=0, agent_count=2, max_in_flight=2)) == 2
+    # An older controller leaves it 0, so the agent computes its part of the plan's cap.
+    assert lane_cap(load, pb.LoadShare(agent_index=0, agent_count=2)) == 3
+    assert lane_cap(load, pb.LoadShare(agent_index=1, agent_count=2)) == 2
+    assert lane_cap(pb.LoadSpec(mode=pb.LoadSpec.CONSTANT), pb.LoadShare(agent_count=2)) == 0
+
+
+async def test_plan_seed_gives_each_agent_its_schedule(
+    peer: Any,
+    make_agent: Any,
+    waiter: Any,
+    plan_factory: Any,
+    assignment_factory: Any,
+    provider: Any,
+) -> None:
+    await connected(peer, make_agent, waiter)
+    load = pb.LoadSpec(mode=pb.LoadSpec.POISSON, request_count=6, seed=11)
+    plan = plan_factory([provider.provider()], load)
+    agent_indexes = {"a-1": 0, "a-2": 0, "a-3": 1}
+    for assignment_id, agent_index in agent_indexes.items():
+        share = pb.LoadShare(rate_per_s=100.0, request_count=6, agent_index=agent_index)
+        peer.controller.assign(assignment_factory(plan, share, assignment_id=assignment_id))
+
+    offsets = {}
+    for assignment_id in agent_indexes:
+        await finished(peer, waiter, assignment_id)
+        scheduled = sorted(r.scheduled_unix_ns for r in peer.controller.records(assignment_id))
+        offsets[assignment_id] = [t - scheduled[0] for t in scheduled]
+
+    assert len(offsets["a-1"]) == 6
+    assert offsets["a-1"] == offsets["a-2"]
+    assert offsets["a-1"] != offsets["a-3"]
 
 
 class FlakyExecutor:

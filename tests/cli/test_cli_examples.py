@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from llmping.cli.demo_cmd import load_demo_plan
-from llmping.plan import estimate_requests, load_plan
+from llmping.estimate import estimate_requests
+from llmping.plan import load_plan
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
 

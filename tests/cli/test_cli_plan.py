@@ -10,7 +10,9 @@ from click.testing import CliRunner
 
 from llmping.cli import run_cmds
 from llmping.errors import InputError, PlanError
-from llmping.plan import estimate_requests, load_plan, plan_from_text
+from llmping.estimate import estimate_requests
+from llmping.plan import load_plan, plan_from_text
+from llmping.presets import PRESETS
 from llmping.v1 import llmping_pb2 as pb
 
 GOOD_PLAN = """\
@@ -350,3 +352,67 @@ def test_load_plan_reads_file(tmp_path: Path) -> None:
     plan_file = tmp_path / "p.yaml"
     plan_file.write_text(GOOD_PLAN, encoding="utf-8")
     assert load_plan(plan_file).name == "smoke"
+
+
+def test_request_cap_names_estimate_and_fix(tmp_path: Path) -> None:
+    # Closed loop, 2 workers for 30 s at the assumed 1 s per request: 60 requests.
+    text = replace("  request_count: 10\n", "  duration_s: 30\n  max_requests: 50\n")
+
+    code, err = dry_run(tmp_path, text)
+
+    assert code == 2
+    assert "load.max_requests (line 13)" in err
+    assert "about 60 requests" in err
+    assert "60 per provider per target x 1 pairs" in err
+    assert "over the cap of 50" in err
+    assert "shorten load.duration_s" in err
+    assert "raise load.max_requests" in err
+
+
+def test_request_cap_and_seed_reach_pb() -> None:
+    text = replace("  request_count: 10\n", "  request_count: 10\n  max_requests: 10\n  seed: 7\n")
+
+    plan = plan_from_text(text, "inline")
+    default = plan_from_text(GOOD_PLAN, "inline")
+
+    assert plan.load.max_requests == 10
+    assert plan.load.seed == 7
+    assert default.load.max_requests == 0
+    assert default.load.seed == 0
+
+
+def test_seed_zero_is_rejected(tmp_path: Path) -> None:
+    code, err = dry_run(
+        tmp_path, replace("  request_count: 10\n", "  request_count: 10\n  seed: 0\n")
+    )
+    assert code == 2
+    assert "load.seed" in err
+    assert "invalid seed 0" in err
+    assert "remove seed for a random one" in err
+
+
+def test_unknown_preset_suggests_spelling(tmp_path: Path) -> None:
+    text = replace("    kind: openai_compatible\n", "    preset: openroutr\n")
+
+    code, err = dry_run(tmp_path, text)
+
+    assert code == 2
+    assert "providers[0].preset" in err
+    assert "unknown preset 'openroutr'" in err
+    assert "did you mean openrouter?" in err
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_fills_provider_defaults(name: str) -> None:
+    text = replace(
+        "    kind: openai_compatible\n    base_url: http://127.0.0.1:8800/v1\n",
+        f"    preset: {name}\n",
+    )
+
+    provider = plan_from_text(text, "inline").providers[0]
+
+    preset = PRESETS[name]
+    assert provider.preset == name
+    assert provider.kind == preset.kind
+    assert provider.base_url == preset.base_url
+    assert provider.api_key_env == preset.api_key_env

@@ -257,9 +257,9 @@ def test_ctrl_c_cancels_run_on_controller(
             text=True,
         )
         try:
-            assert servicer.watching.wait(15), "the CLI never started watching the run"
+            assert servicer.watching.wait(60), "the CLI never started watching the run"
             process.send_signal(signal.SIGINT)
-            _, err = process.communicate(timeout=15)
+            _, err = process.communicate(timeout=60)
         finally:
             if process.poll() is None:
                 process.kill()

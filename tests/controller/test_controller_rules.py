@@ -105,6 +105,8 @@ def test_controller_validate_accepts_plan(make_plan):
             "thresholds[0].target",
         ),
         (lambda p: setattr(p, "controller_secrets", True), "controller_secrets"),
+        (lambda p: setattr(p.load, "max_in_flight", -1), "load.max_in_flight"),
+        (lambda p: setattr(p.load, "max_requests", -1), "load.max_requests"),
     ],
 )
 def test_controller_validate_rejects(make_plan, change, path):
@@ -116,6 +118,42 @@ def test_controller_validate_rejects(make_plan, change, path):
 
     assert raised.value.path == path
     assert raised.value.hint
+
+
+def test_controller_validate_request_cap(make_plan):
+    # Closed loop, 4 workers for 10 s at the assumed 1 s per request: 40 per pair, 2 pairs.
+    plan = make_plan(providers=("alpha", "beta"), concurrency=4, duration_s=10.0)
+    plan.load.max_requests = 79
+
+    with pytest.raises(PlanError) as raised:
+        validate_plan(plan)
+
+    assert raised.value.path == "load.max_requests"
+    assert "about 80 requests" in raised.value.problem
+    assert "40 per provider per target x 2 pairs" in raised.value.problem
+    assert "over the cap of 79" in raised.value.problem
+    assert "shorten load.duration_s" in raised.value.hint
+    assert "raise load.max_requests" in raised.value.hint
+
+
+@pytest.mark.parametrize("max_requests", [0, 80])
+def test_controller_validate_request_cap_allows(make_plan, max_requests):
+    plan = make_plan(providers=("alpha", "beta"), concurrency=4, duration_s=10.0)
+    plan.load.max_requests = max_requests
+
+    validate_plan(plan)
+
+
+def test_controller_validate_request_cap_stages_only(make_plan):
+    # Another gRPC client may send stages with load.duration_s left at 0.
+    plan = make_plan(concurrency=0, duration_s=0.0)
+    plan.load.stages.add(concurrency=3, duration_s=5.0)
+    plan.load.max_requests = 14
+
+    with pytest.raises(PlanError) as raised:
+        validate_plan(plan)
+
+    assert "about 15 requests" in raised.value.problem
 
 
 def test_controller_redact_plan():

@@ -72,6 +72,44 @@ async def test_controller_rejects_invalid_plan(harness, make_plan):
     assert "thresholds[0].metric" in raised.value.details()
 
 
+async def test_controller_rejects_plan_over_request_cap(harness, make_plan):
+    controller = await harness.start()
+    agent = harness.agent(controller, "agent-1", labels={"region": "tokyo"})
+    await agent.connect()
+    control = harness.control(controller)
+    plan = make_plan(concurrency=4, duration_s=30.0)
+    plan.load.max_requests = 100
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await control.SubmitRun(pb.SubmitRunRequest(plan=plan))
+
+    details = raised.value.details()
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "load.max_requests" in details
+    assert "about 120 requests" in details
+    assert "over the cap of 100" in details
+    assert "raise load.max_requests" in details
+    listed = await control.ListRuns(pb.ListRunsRequest())
+    assert list(listed.runs) == []
+
+
+async def test_controller_splits_max_in_flight(harness, make_plan):
+    controller = await harness.start()
+    agents = [harness.agent(controller, f"tokyo-{i}", labels={"region": "tokyo"}) for i in (1, 2)]
+    for agent in agents:
+        await agent.connect()
+    control = harness.control(controller)
+    plan = make_plan()
+    plan.load.CopyFrom(
+        pb.LoadSpec(mode=pb.LoadSpec.CONSTANT, rate_per_s=10, duration_s=1, max_in_flight=5)
+    )
+
+    await control.SubmitRun(pb.SubmitRunRequest(plan=plan))
+    shares = [(await agent.expect("assignment")).share for agent in agents]
+
+    assert sorted(s.max_in_flight for s in shares) == [2, 3]
+
+
 async def test_controller_full_run_completes(harness, make_plan, make_record):
     controller = await harness.start()
     tokyo_1 = harness.agent(controller, "tokyo-1", labels={"region": "tokyo"})

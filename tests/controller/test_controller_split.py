@@ -41,11 +41,17 @@ def test_controller_split_integer_equal_weights_balanced(total, count):
     rate_per_s=st.floats(0, 1e5, allow_nan=False),
     stage_concurrency=st.lists(st.integers(0, 5000), max_size=5),
     agents=st.integers(1, 40),
+    max_in_flight=st.integers(0, 2**31 - 1),
 )
 def test_controller_split_load_shares_sum(
-    concurrency, request_count, rate_per_s, stage_concurrency, agents
+    concurrency, request_count, rate_per_s, stage_concurrency, agents, max_in_flight
 ):
-    load = pb.LoadSpec(concurrency=concurrency, request_count=request_count, rate_per_s=rate_per_s)
+    load = pb.LoadSpec(
+        concurrency=concurrency,
+        request_count=request_count,
+        rate_per_s=rate_per_s,
+        max_in_flight=max_in_flight,
+    )
     for value in stage_concurrency:
         load.stages.append(pb.Stage(concurrency=value, rate_per_s=rate_per_s, duration_s=1))
 
@@ -53,6 +59,7 @@ def test_controller_split_load_shares_sum(
 
     assert sum(s.concurrency for s in shares) == concurrency
     assert sum(s.request_count for s in shares) == request_count
+    assert sum(s.max_in_flight for s in shares) == max_in_flight
     for stage_index, value in enumerate(stage_concurrency):
         assert sum(s.stages[stage_index].concurrency for s in shares) == value
         stage_rate = math.fsum(s.stages[stage_index].rate_per_s for s in shares)
@@ -63,12 +70,13 @@ def test_controller_split_load_shares_sum(
 
 
 def test_controller_split_example():
-    load = pb.LoadSpec(concurrency=10, request_count=7, rate_per_s=5.0)
+    load = pb.LoadSpec(concurrency=10, request_count=7, rate_per_s=5.0, max_in_flight=8)
 
     shares = split_load(load, 3)
 
     assert [s.concurrency for s in shares] == [4, 3, 3]
     assert [s.request_count for s in shares] == [3, 2, 2]
+    assert [s.max_in_flight for s in shares] == [3, 3, 2]
     assert [s.rate_per_s for s in shares] == pytest.approx([5 / 3] * 3)
 
 
@@ -89,6 +97,13 @@ def test_controller_split_rejects_bad_input():
         (pb.LoadSpec(mode=pb.LoadSpec.CONSTANT, rate_per_s=10, duration_s=5), 5, 5),
         (pb.LoadSpec(mode=pb.LoadSpec.CLOSED, concurrency=8, duration_s=5), 3, 3),
         (pb.LoadSpec(mode=pb.LoadSpec.CLOSED, concurrency=8, duration_s=5), 0, 0),
+        # Every agent needs one slot of max_in_flight, because 0 means no cap to an agent.
+        (pb.LoadSpec(mode=pb.LoadSpec.POISSON, rate_per_s=10, duration_s=5, max_in_flight=2), 5, 2),
+        (
+            pb.LoadSpec(mode=pb.LoadSpec.CONSTANT, rate_per_s=10, duration_s=5, max_in_flight=9),
+            5,
+            5,
+        ),
     ],
 )
 def test_controller_agents_needed(load, available, expected):

@@ -160,20 +160,22 @@ class Assignment(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., assignment_id: _Optional[str] = ..., target: _Optional[str] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., share: _Optional[_Union[LoadShare, _Mapping]] = ..., start_at_unix_ns: _Optional[int] = ..., traceparent: _Optional[str] = ..., provider_secrets: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class LoadShare(_message.Message):
-    __slots__ = ("agent_index", "agent_count", "concurrency", "rate_per_s", "stages", "request_count")
+    __slots__ = ("agent_index", "agent_count", "concurrency", "rate_per_s", "stages", "request_count", "max_in_flight")
     AGENT_INDEX_FIELD_NUMBER: _ClassVar[int]
     AGENT_COUNT_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     RATE_PER_S_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     agent_index: int
     agent_count: int
     concurrency: int
     rate_per_s: float
     stages: _containers.RepeatedCompositeFieldContainer[StageShare]
     request_count: int
-    def __init__(self, agent_index: _Optional[int] = ..., agent_count: _Optional[int] = ..., concurrency: _Optional[int] = ..., rate_per_s: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageShare, _Mapping]]] = ..., request_count: _Optional[int] = ...) -> None: ...
+    max_in_flight: int
+    def __init__(self, agent_index: _Optional[int] = ..., agent_count: _Optional[int] = ..., concurrency: _Optional[int] = ..., rate_per_s: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageShare, _Mapping]]] = ..., request_count: _Optional[int] = ..., max_in_flight: _Optional[int] = ...) -> None: ...
 
 class StageShare(_message.Message):
     __slots__ = ("concurrency", "rate_per_s")
@@ -240,20 +242,22 @@ class AssignmentUpdate(_message.Message):
     def __init__(self, assignment_id: _Optional[str] = ..., state: _Optional[_Union[AssignmentUpdate.State, str]] = ..., message: _Optional[str] = ..., final_batch_seq: _Optional[int] = ..., records_total: _Optional[int] = ..., diagnosis: _Optional[_Union[AgentDiagnosis, _Mapping]] = ...) -> None: ...
 
 class AgentDiagnosis(_message.Message):
-    __slots__ = ("start_lag_p99_ms", "event_loop_lag_max_ms", "cpu_percent_max", "requests_delayed_by_cap", "requests_dropped_by_cap", "verdict")
+    __slots__ = ("start_lag_p99_ms", "event_loop_lag_max_ms", "cpu_percent_max", "requests_delayed_by_cap", "requests_dropped_by_cap", "verdict", "event_loop_lag_p99_ms")
     START_LAG_P99_MS_FIELD_NUMBER: _ClassVar[int]
     EVENT_LOOP_LAG_MAX_MS_FIELD_NUMBER: _ClassVar[int]
     CPU_PERCENT_MAX_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_DELAYED_BY_CAP_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_DROPPED_BY_CAP_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_LOOP_LAG_P99_MS_FIELD_NUMBER: _ClassVar[int]
     start_lag_p99_ms: float
     event_loop_lag_max_ms: float
     cpu_percent_max: float
     requests_delayed_by_cap: int
     requests_dropped_by_cap: int
     verdict: str
-    def __init__(self, start_lag_p99_ms: _Optional[float] = ..., event_loop_lag_max_ms: _Optional[float] = ..., cpu_percent_max: _Optional[float] = ..., requests_delayed_by_cap: _Optional[int] = ..., requests_dropped_by_cap: _Optional[int] = ..., verdict: _Optional[str] = ...) -> None: ...
+    event_loop_lag_p99_ms: float
+    def __init__(self, start_lag_p99_ms: _Optional[float] = ..., event_loop_lag_max_ms: _Optional[float] = ..., cpu_percent_max: _Optional[float] = ..., requests_delayed_by_cap: _Optional[int] = ..., requests_dropped_by_cap: _Optional[int] = ..., verdict: _Optional[str] = ..., event_loop_lag_p99_ms: _Optional[float] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("run_id", "assignment_id", "agent_id", "target", "provider", "model", "index", "stage_index", "warmup", "scheduled_unix_ns", "start_unix_ns", "start_lag_ms", "dns_ms", "connect_ms", "tls_ms", "connection_reused", "ttfb_ms", "ttft_ms", "ttft_content_ms", "e2e_ms", "itl_count", "itl_mean_ms", "itl_p50_ms", "itl_p90_ms", "itl_max_ms", "tpot_ms", "output_tokens", "output_tokens_estimated", "input_tokens", "reasoning_tokens", "content_chunks", "bytes_received", "http_status", "http_version", "remote_ip", "finish_reason", "response_model", "response_id", "error_class", "error_detail", "error_phase", "retry_after_s", "rate_limit_headers", "attempt", "trace_id", "span_id", "clock_offset_ns")
@@ -440,7 +444,7 @@ class RequestSpec(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., stream: _Optional[bool] = ..., temperature: _Optional[float] = ..., include_usage: _Optional[bool] = ..., new_connection_per_request: _Optional[bool] = ...) -> None: ...
 
 class LoadSpec(_message.Message):
-    __slots__ = ("mode", "concurrency", "rate_per_s", "stages", "duration_s", "request_count", "warmup_s", "max_in_flight", "overflow", "retry")
+    __slots__ = ("mode", "concurrency", "rate_per_s", "stages", "duration_s", "request_count", "warmup_s", "max_in_flight", "overflow", "retry", "max_requests", "seed")
     class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         MODE_UNSPECIFIED: _ClassVar[LoadSpec.Mode]
@@ -461,6 +465,8 @@ class LoadSpec(_message.Message):
     MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     OVERFLOW_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     mode: LoadSpec.Mode
     concurrency: int
     rate_per_s: float
@@ -471,7 +477,9 @@ class LoadSpec(_message.Message):
     max_in_flight: int
     overflow: str
     retry: RetryPolicy
-    def __init__(self, mode: _Optional[_Union[LoadSpec.Mode, str]] = ..., concurrency: _Optional[int] = ..., rate_per_s: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., duration_s: _Optional[float] = ..., request_count: _Optional[int] = ..., warmup_s: _Optional[float] = ..., max_in_flight: _Optional[int] = ..., overflow: _Optional[str] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...
+    max_requests: int
+    seed: int
+    def __init__(self, mode: _Optional[_Union[LoadSpec.Mode, str]] = ..., concurrency: _Optional[int] = ..., rate_per_s: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., duration_s: _Optional[float] = ..., request_count: _Optional[int] = ..., warmup_s: _Optional[float] = ..., max_in_flight: _Optional[int] = ..., overflow: _Optional[str] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., max_requests: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class Stage(_message.Message):
     __slots__ = ("concurrency", "rate_per_s", "duration_s", "ramp_s")
