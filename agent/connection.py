@@ -228,7 +228,7 @@ class ControllerConnection:
                 f"{code.name}: {exc.details()}",
                 unauthenticated=code == grpc.StatusCode.UNAUTHENTICATED,
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return _Attempt(established, f"no Welcome within {self.config.welcome_timeout_s:.0f} s")
         except StreamEndedError as exc:
             return _Attempt(established, str(exc))

@@ -150,8 +150,12 @@ class _PeerRecordingMixin:
     as soon as a short body has arrived, before the caller looks at the response.
     """
 
+    # The signature, `timeout` included, is aiohttp's BaseConnector.connect.
     async def connect(
-        self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[Any],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109
     ) -> Any:
         connection = await super().connect(req, traces, timeout)  # type: ignore[misc]
         timing = _current_timing.get()

@@ -11,6 +11,9 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import click
+
+from llmping.errors import InputError
+from llmping.logs import configure_logging
 from llmping.simulator import (
     ProviderProfile,
     default_profiles,
@@ -19,9 +22,6 @@ from llmping.simulator import (
     start_simulator,
 )
 from llmping.simulator.profiles import describe_profile
-
-from llmping.errors import InputError
-from llmping.logs import configure_logging
 
 EXIT_INVALID_INPUT = 2
 EXIT_FAILED = 1

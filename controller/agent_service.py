@@ -65,7 +65,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
     async def _read_hello(self, context: grpc.aio.ServicerContext) -> pb.Hello:
         try:
             first = await asyncio.wait_for(context.read(), HELLO_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"no Hello within {HELLO_TIMEOUT_S:g} s of connecting; "

@@ -128,7 +128,7 @@ class AssignmentTracker:
             assignment_id=self.assignment_id,
             agent_id=self.agent_id,
             target=self.target,
-            state=self.state,
+            state=pb.AssignmentUpdate.State.ValueType(self.state),
             records_stored=self.records_stored,
             message=self.lost_reason or self.message,
         )
@@ -173,7 +173,7 @@ class ActiveRun:
         info = pb.RunInfo(
             run_id=self.run_id,
             plan_name=self.plan.name,
-            state=self.state,
+            state=pb.RunState.ValueType(self.state),
             reason=self.reason,
             created_unix_ns=self.created_unix_ns,
             start_at_unix_ns=self.start_at_unix_ns,
@@ -190,7 +190,7 @@ def run_info_from_rows(run: RunRow, assignments: Sequence[AssignmentRow]) -> pb.
     info = pb.RunInfo(
         run_id=run.run_id,
         plan_name=run.plan_name,
-        state=run.state,
+        state=pb.RunState.ValueType(run.state),
         reason=run.reason,
         created_unix_ns=run.created_unix_ns,
         start_at_unix_ns=run.start_at_unix_ns,
@@ -203,7 +203,7 @@ def run_info_from_rows(run: RunRow, assignments: Sequence[AssignmentRow]) -> pb.
                 assignment_id=row.assignment_id,
                 agent_id=row.agent_id,
                 target=row.target,
-                state=row.state,
+                state=pb.AssignmentUpdate.State.ValueType(row.state),
                 records_stored=row.records_stored,
                 message=row.message,
             )

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Mapping
 
 from aiohttp import web
+
 from llmping.simulator.profiles import QuirkProfile
 from llmping.simulator.response_plan import ResponsePlan
 from llmping.simulator.sse import (

@@ -19,6 +19,7 @@ import secrets
 import time
 
 from aiohttp import web
+
 from llmping.simulator.profiles import QuirkProfile
 from llmping.simulator.response_plan import ResponsePlan
 from llmping.simulator.sse import (
@@ -143,7 +144,7 @@ async def stream_chat(
 
 async def _send_tokens(stream: SseStream, plan: ResponsePlan, chunks: ChunkFactory) -> bool:
     """Send every token at its due time; return False when a planned fault ended the stream."""
-    deltas = [{"reasoning_content": token} for token in plan.reasoning]
+    deltas: list[dict[str, object]] = [{"reasoning_content": token} for token in plan.reasoning]
     deltas += [{"content": token} for token in plan.content]
     fault_index = len(plan.reasoning) + plan.fault_after_tokens
     sent_count = len(deltas) if plan.fault == "none" else fault_index

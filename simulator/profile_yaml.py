@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import yaml
+
+from llmping.errors import InputError
 from llmping.simulator.profiles import (
     ERROR_BODIES,
     TTFT_DISTRIBUTIONS,
@@ -30,8 +32,6 @@ from llmping.simulator.profiles import (
     QuirkProfile,
     TtftDistribution,
 )
-
-from llmping.errors import InputError
 
 # Provider names become a URL path segment.
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")

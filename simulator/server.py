@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+
 from llmping.simulator import anthropic_wire, openai_wire
 from llmping.simulator.chat_request import (
     ChatRequest,

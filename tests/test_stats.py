@@ -18,7 +18,7 @@ def test_percentile_single_value():
 def test_percentile_rejects_empty_and_out_of_range():
     with pytest.raises(ValueError, match="empty"):
         percentile([], 50)
-    with pytest.raises(ValueError, match="0..100"):
+    with pytest.raises(ValueError, match=r"0\.\.100"):
         percentile([1.0], 101)
 
 

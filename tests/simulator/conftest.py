@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from llmping.simulator import ProviderProfile, SimulatorHandle, start_simulator
 
 StartSimulator = Callable[..., Awaitable[SimulatorHandle]]

@@ -10,6 +10,7 @@ import sys
 
 import aiohttp
 from click.testing import CliRunner
+
 from llmping.cli.main import cli
 from llmping.simulator import default_profiles
 

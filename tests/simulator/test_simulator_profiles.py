@@ -6,6 +6,8 @@ import asyncio
 
 import pytest
 import yaml
+
+from llmping.errors import InputError
 from llmping.simulator import (
     DEMO_MODEL,
     ProfileError,
@@ -14,8 +16,6 @@ from llmping.simulator import (
     parse_profiles,
     start_simulator,
 )
-
-from llmping.errors import InputError
 
 VALID = """
 providers:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+
 from llmping.simulator import proxy as proxy_module
 from llmping.simulator import start_delay_proxy
 
