@@ -4,7 +4,7 @@
 #   bash scripts/test.sh                  # whole suite
 #   bash scripts/test.sh tests/e2e -x     # arguments go to pytest
 #
-# It installs into the Python environment it runs in (activate a virtualenv first):
+# It installs into the active virtualenv, or into .venv in the clone when none is active:
 # llmping itself, editable, with the dev extra, and the third-party servers the tests
 # start, each in its own virtualenv under ${LLMPING_TOOLS_DIR:-.tools}: the LiteLLM
 # proxy (scripts/install-litellm.sh) and Arize Phoenix (scripts/install-phoenix.sh).
@@ -13,7 +13,16 @@ set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${repo_root}"
-python_bin="${PYTHON:-python}"
+# Outside a virtualenv, use (and create) .venv in the clone: the README's install line
+# makes the same one, and a system Python may refuse pip installs (PEP 668).
+if [[ -n "${PYTHON:-}" ]]; then
+    python_bin="${PYTHON}"
+elif [[ -n "${VIRTUAL_ENV:-}" ]]; then
+    python_bin=python
+else
+    [[ -x .venv/bin/python ]] || python3 -m venv .venv
+    python_bin="${repo_root}/.venv/bin/python"
+fi
 
 # Run one install step in the background with its output in a log file; the log is
 # printed only when the step fails.
