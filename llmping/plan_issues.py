@@ -1,0 +1,125 @@
+"""PlanIssue and PlanValidationError, and the translation of pydantic errors into issues."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from llmping.errors import PlanError
+from llmping.plan_schema import PlanSpec, RequestSpecModel
+
+# ---------------------------------------------------------------------------
+# Issues and their translation into one PlanError.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanIssue:
+    """One problem in a plan, with the field path and how to fix it."""
+
+    path: str
+    problem: str
+    hint: str = ""
+    line: int | None = None
+
+    def describe(self) -> str:
+        where = self.path + (f" (line {self.line})" if self.line else "")
+        text = f"{where}: {self.problem}"
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+class PlanValidationError(PlanError):
+    """A plan with one or more invalid fields; ``issues`` lists them all."""
+
+    def __init__(self, source: str, issues: Sequence[PlanIssue]) -> None:
+        first = issues[0]
+        super().__init__(first.path, first.problem, first.hint)
+        self.source = source
+        self.issues = list(issues)
+
+    def __str__(self) -> str:
+        if len(self.issues) == 1:
+            return f"invalid plan {self.source}, field {self.issues[0].describe()}"
+        lines = [f"invalid plan {self.source}, {len(self.issues)} problems:"]
+        lines += [f"  field {issue.describe()}" for issue in self.issues]
+        return "\n".join(lines)
+
+
+def format_path(loc: Sequence[int | str]) -> str:
+    """Join a pydantic location into ``providers[1].base_url``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """Follow a location through the model classes; None where it leaves them."""
+    model: type[BaseModel] = PlanSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        inner = _first_model(info.annotation)
+        if inner is None:
+            return None
+        model = inner
+    return model
+
+
+def _first_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _known_keys(model: type[BaseModel]) -> list[str]:
+    keys = list(model.model_fields)
+    if model is RequestSpecModel:
+        keys.append("prompt")
+    return keys
+
+
+def issue_from_pydantic(error: Any) -> PlanIssue:
+    loc = [p for p in error["loc"] if isinstance(p, (int, str))]
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "plan_value":
+        return PlanIssue(format_path(loc), ctx["problem"], ctx.get("hint", ""))
+    if kind == "extra_forbidden":
+        return _unknown_key_issue(loc)
+    if kind == "missing":
+        return PlanIssue(format_path(loc), "missing required key", f"add {loc[-1]}: to the plan")
+    problem = str(error["msg"]).removeprefix("Value error, ")
+    secret = any(p in ("api_key_env", "headers") for p in loc)
+    value = error.get("input")
+    if not secret and isinstance(value, (str, int, float, bool)):
+        problem += f", got {str(value)[:60]!r}"
+    return PlanIssue(format_path(loc), problem[:1].lower() + problem[1:])
+
+
+def _unknown_key_issue(loc: list[int | str]) -> PlanIssue:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    known = _known_keys(model) if model else []
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        hint = f"did you mean {close[0]}?"
+    elif known:
+        hint = "remove it; known keys here: " + ", ".join(known)
+    else:
+        hint = "remove it"
+    return PlanIssue(format_path(loc), f"unknown key {key!r}", hint)
