@@ -242,7 +242,7 @@ class AssignmentUpdate(_message.Message):
     def __init__(self, assignment_id: _Optional[str] = ..., state: _Optional[_Union[AssignmentUpdate.State, str]] = ..., message: _Optional[str] = ..., final_batch_seq: _Optional[int] = ..., records_total: _Optional[int] = ..., diagnosis: _Optional[_Union[AgentDiagnosis, _Mapping]] = ...) -> None: ...
 
 class AgentDiagnosis(_message.Message):
-    __slots__ = ("start_lag_p99_ms", "event_loop_lag_max_ms", "cpu_percent_max", "requests_delayed_by_cap", "requests_dropped_by_cap", "verdict", "event_loop_lag_p99_ms")
+    __slots__ = ("start_lag_p99_ms", "event_loop_lag_max_ms", "cpu_percent_max", "requests_delayed_by_cap", "requests_dropped_by_cap", "verdict", "event_loop_lag_p99_ms", "requests_failed_locally")
     START_LAG_P99_MS_FIELD_NUMBER: _ClassVar[int]
     EVENT_LOOP_LAG_MAX_MS_FIELD_NUMBER: _ClassVar[int]
     CPU_PERCENT_MAX_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +250,7 @@ class AgentDiagnosis(_message.Message):
     REQUESTS_DROPPED_BY_CAP_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     EVENT_LOOP_LAG_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FAILED_LOCALLY_FIELD_NUMBER: _ClassVar[int]
     start_lag_p99_ms: float
     event_loop_lag_max_ms: float
     cpu_percent_max: float
@@ -257,7 +258,8 @@ class AgentDiagnosis(_message.Message):
     requests_dropped_by_cap: int
     verdict: str
     event_loop_lag_p99_ms: float
-    def __init__(self, start_lag_p99_ms: _Optional[float] = ..., event_loop_lag_max_ms: _Optional[float] = ..., cpu_percent_max: _Optional[float] = ..., requests_delayed_by_cap: _Optional[int] = ..., requests_dropped_by_cap: _Optional[int] = ..., verdict: _Optional[str] = ..., event_loop_lag_p99_ms: _Optional[float] = ...) -> None: ...
+    requests_failed_locally: int
+    def __init__(self, start_lag_p99_ms: _Optional[float] = ..., event_loop_lag_max_ms: _Optional[float] = ..., cpu_percent_max: _Optional[float] = ..., requests_delayed_by_cap: _Optional[int] = ..., requests_dropped_by_cap: _Optional[int] = ..., verdict: _Optional[str] = ..., event_loop_lag_p99_ms: _Optional[float] = ..., requests_failed_locally: _Optional[int] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("run_id", "assignment_id", "agent_id", "target", "provider", "model", "index", "stage_index", "warmup", "scheduled_unix_ns", "start_unix_ns", "start_lag_ms", "dns_ms", "connect_ms", "tls_ms", "connection_reused", "ttfb_ms", "ttft_ms", "ttft_content_ms", "e2e_ms", "itl_count", "itl_mean_ms", "itl_p50_ms", "itl_p90_ms", "itl_max_ms", "tpot_ms", "output_tokens", "output_tokens_estimated", "input_tokens", "reasoning_tokens", "content_chunks", "bytes_received", "http_status", "http_version", "remote_ip", "finish_reason", "response_model", "response_id", "error_class", "error_detail", "error_phase", "retry_after_s", "rate_limit_headers", "attempt", "trace_id", "span_id", "clock_offset_ns")
