@@ -15,6 +15,11 @@ Lines are split on bytes and decoded only when complete. CR and LF never occur i
 a multi-byte UTF-8 sequence, so a character split across two reads is whole again by
 the time its line is decoded, and no incremental decoder is needed.
 
+The parser runs for every read of every response, so it has a fast path. A read with
+LF line ends only, or with CRLF line ends only, is split with bytes.split. A read with
+a lone CR (old Mac line ends, or a CRLF cut between two reads) takes the regular
+expression path, which handles all three line ends.
+
 Memory is bounded: a line, or the data of one event, longer than max_line_bytes raises
 ClassifiedError(malformed_response). The limit is far above aiohttp's readline limit
 on purpose: providers echo prompts or tool results in a single event of several
@@ -24,7 +29,6 @@ hundred kilobytes, so callers must read with iter_any(), never readline().
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from llmping.agent.errors import MALFORMED_RESPONSE, ClassifiedError
 
@@ -35,14 +39,40 @@ _BOM = b"\xef\xbb\xbf"
 _FIELD_NAMES = frozenset({"data", "event", "id", "retry"})
 
 
-@dataclass(frozen=True, slots=True)
 class SseEvent:
-    """One dispatched event, or one comment line when is_comment is true."""
+    """One dispatched event, or one comment line when is_comment is true.
 
-    event: str = "message"
-    data: str = ""
-    id: str = ""
-    is_comment: bool = False
+    A plain class with __slots__ rather than a frozen dataclass, because a stream
+    creates one per chunk and a frozen dataclass's __init__ costs about three times
+    as much. Treat instances as immutable.
+    """
+
+    __slots__ = ("data", "event", "id", "is_comment")
+
+    def __init__(
+        self, event: str = "message", data: str = "", id: str = "", is_comment: bool = False
+    ) -> None:
+        self.event = event
+        self.data = data
+        self.id = id
+        self.is_comment = is_comment
+
+    def _fields(self) -> tuple[str, str, str, bool]:
+        return (self.event, self.data, self.id, self.is_comment)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SseEvent):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"SseEvent(event={self.event!r}, data={self.data!r}, id={self.id!r}, "
+            f"is_comment={self.is_comment!r})"
+        )
 
 
 class SseParser:
@@ -54,10 +84,13 @@ class SseParser:
         # that is no event stream at all (an error text, a JSON object) from an empty
         # stream.
         self.field_lines = 0
-        self._buffer = bytearray()
-        self._scan_from = 0
+        # The start of an unfinished line, as the reads delivered it. Joining the parts
+        # only once the line ends keeps a long line spread over many reads linear in
+        # its length. The parts never contain CR or LF.
+        self._partial: list[bytes] = []
+        self._partial_bytes = 0
         self._skip_lf = False
-        self._bom_checked = False
+        self._bom_pending: bytes | None = b""
         self._event_name = ""
         self._data_lines: list[str] = []
         self._data_bytes = 0
@@ -65,65 +98,109 @@ class SseParser:
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """Add one read's bytes; return the events and comments they complete."""
-        if not chunk:
-            return []
-        if self._skip_lf:
+        if self._skip_lf and chunk:
             # The previous read ended with CR: a LF here completes that CRLF and is
             # not a second (blank) line.
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
-        self._buffer += chunk
-        if not self._bom_checked and not self._strip_bom():
+        if self._bom_pending is not None:
+            chunk = self._strip_bom(chunk)
+        if not chunk:
             return []
 
+        lines = self._split_lines(chunk)
+        tail = lines.pop()
         events: list[SseEvent] = []
-        start = 0
-        buffer = self._buffer
-        # The bytes before _scan_from hold no line end (they are the start of a long
-        # line), so a line spread over many reads is scanned once, not once per read.
-        for match in _LINE_END.finditer(buffer, self._scan_from):
-            self._check_size(match.start() - start, "line")
-            self._process_line(bytes(buffer[start : match.start()]), events)
-            start = match.end()
-            if match.group() == b"\r" and start == len(buffer):
-                self._skip_lf = True
-        del buffer[:start]
-        self._scan_from = len(buffer)
-        self._check_size(len(buffer), "line")
+        if lines:
+            if self._partial:
+                lines[0] = b"".join([*self._partial, lines[0]])
+                self._partial = []
+                self._partial_bytes = 0
+            self._process_lines(lines, events)
+        if tail:
+            self._partial.append(tail)
+            self._partial_bytes += len(tail)
+            self._check_size(self._partial_bytes, "line")
         return events
 
     def finish(self) -> list[SseEvent]:
         """Flush at a clean end of the body: the last line and the pending event."""
         events: list[SseEvent] = []
-        if self._buffer:
-            self._process_line(bytes(self._buffer), events)
-            self._buffer.clear()
-            self._scan_from = 0
-        self._process_line(b"", events)
+        lines = [b""]
+        if self._partial:
+            lines.insert(0, b"".join(self._partial))
+            self._partial = []
+            self._partial_bytes = 0
+        self._process_lines(lines, events)
         return events
 
-    def _strip_bom(self) -> bool:
-        # A UTF-8 byte order mark may open the stream and is not part of the first line.
-        if len(self._buffer) < len(_BOM) and _BOM.startswith(self._buffer):
-            return False
-        if self._buffer.startswith(_BOM):
-            del self._buffer[: len(_BOM)]
-        self._bom_checked = True
-        return True
+    def _strip_bom(self, chunk: bytes) -> bytes:
+        # A UTF-8 byte order mark may open the stream and is not part of the first
+        # line. Until three bytes have arrived, the bytes that match its start wait.
+        assert self._bom_pending is not None
+        start = self._bom_pending + chunk
+        if len(start) < len(_BOM) and _BOM.startswith(start):
+            self._bom_pending = start
+            return b""
+        self._bom_pending = None
+        return start[len(_BOM) :] if start.startswith(_BOM) else start
+
+    def _split_lines(self, chunk: bytes) -> list[bytes]:
+        """Return the complete lines of chunk followed by the unfinished rest."""
+        if b"\r" not in chunk:
+            return chunk.split(b"\n")
+        if chunk.count(b"\r") == chunk.count(b"\r\n"):
+            # Every CR is the first half of a CRLF, so it ends a line and nothing else.
+            lines = chunk.split(b"\n")
+            return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+        return self._split_lines_any_end(chunk)
+
+    def _split_lines_any_end(self, chunk: bytes) -> list[bytes]:
+        lines: list[bytes] = []
+        start = 0
+        for match in _LINE_END.finditer(chunk):
+            lines.append(chunk[start : match.start()])
+            start = match.end()
+        if chunk[-1:] == b"\r":
+            # The LF of this CRLF may come with the next read.
+            self._skip_lf = True
+        lines.append(chunk[start:])
+        return lines
 
     def _check_size(self, size: int, unit: str) -> None:
         if size > self.max_line_bytes:
             detail = f"{unit} longer than {self.max_line_bytes} bytes"
             raise ClassifiedError(MALFORMED_RESPONSE, detail)
 
-    def _process_line(self, raw: bytes, events: list[SseEvent]) -> None:
-        if not raw:
-            self._dispatch(events)
-            return
+    def _process_lines(self, lines: list[bytes], events: list[SseEvent]) -> None:
+        max_line_bytes = self.max_line_bytes
+        for raw in lines:
+            if len(raw) > max_line_bytes:
+                self._check_size(len(raw), "line")
+            if not raw:
+                if self._data_lines:
+                    self._dispatch(events)
+                else:
+                    # An event with no data line is not dispatched (standard rule), but
+                    # its name must not leak into the next event.
+                    self._event_name = ""
+            elif raw.startswith(b"data:"):
+                # The common line, read without splitting it at the colon. Decoding only
+                # the value gives the same text, because "data: " is whole ASCII.
+                self.field_lines += 1
+                self._data_bytes += len(raw)
+                if self._data_bytes > max_line_bytes:
+                    self._check_size(self._data_bytes, "event")
+                value = raw[6:] if raw[5:6] == b" " else raw[5:]
+                self._data_lines.append(value.decode("utf-8", "replace"))
+            else:
+                self._process_other_line(raw, events)
+
+    def _process_other_line(self, raw: bytes, events: list[SseEvent]) -> None:
         line = raw.decode("utf-8", "replace")
         if line.startswith(":"):
-            events.append(SseEvent(event="", data=_strip_one_space(line[1:]), is_comment=True))
+            events.append(SseEvent("", _strip_one_space(line[1:]), "", True))
             return
 
         name, colon, value = line.partition(":")
@@ -131,6 +208,7 @@ class SseParser:
         if name in _FIELD_NAMES:
             self.field_lines += 1
         if name == "data":
+            # Only "data" without a colon gets here; "data:..." takes the fast path.
             self._data_bytes += len(raw)
             self._check_size(self._data_bytes, "event")
             self._data_lines.append(value)
@@ -141,13 +219,9 @@ class SseParser:
         # The standard ignores "retry" here (no reconnects) and unknown field names.
 
     def _dispatch(self, events: list[SseEvent]) -> None:
-        # An event with no data line is not dispatched (standard rule), but its
-        # name must not leak into the next event.
-        if self._data_lines:
-            data = "\n".join(self._data_lines)
-            events.append(
-                SseEvent(event=self._event_name or "message", data=data, id=self._last_id)
-            )
+        data_lines = self._data_lines
+        data = data_lines[0] if len(data_lines) == 1 else "\n".join(data_lines)
+        events.append(SseEvent(self._event_name or "message", data, self._last_id))
         self._event_name = ""
         self._data_lines = []
         self._data_bytes = 0

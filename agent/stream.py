@@ -99,11 +99,12 @@ class ResponseAccumulator:
             if self.first_content_ns is None:
                 self.first_content_ns = now_ns
             self._keep(self._content_parts, content)
+            self.estimator.add(content)
         if reasoning:
             self._keep(self._reasoning_parts, reasoning)
-        for text in (content, reasoning, tool):
-            if text:
-                self.estimator.add(text)
+            self.estimator.add(reasoning)
+        if tool:
+            self.estimator.add(tool)
 
     def set_usage(
         self,

@@ -44,16 +44,19 @@ def interpret_message_event(event: SseEvent, now_ns: int, acc: ResponseAccumulat
         raise ClassifiedError(MALFORMED_RESPONSE, detail)
 
     # The data's own "type" is authoritative; the SSE event name is the fallback.
-    event_type = obj.get("type") if isinstance(obj.get("type"), str) else event.event
-    if event_type == "error" or event.event == "error":
+    event_type = obj.get("type")
+    if not isinstance(event_type, str):
+        event_type = event.event
+    if event_type == "content_block_delta" and event.event != "error":
+        # Nearly every event of a stream is a delta, so it is tested first.
+        _apply_delta(obj.get("delta"), now_ns, acc)
+    elif event_type == "error" or event.event == "error":
         detail = provider_error_detail(obj) or data
         acc.error = ClassifiedError(PROVIDER_ERROR, detail)
     elif event_type == "message_start":
         _apply_message(obj.get("message"), acc, final=False)
     elif event_type == "content_block_start":
         _apply_block(obj.get("content_block"), now_ns, acc)
-    elif event_type == "content_block_delta":
-        _apply_delta(obj.get("delta"), now_ns, acc)
     elif event_type == "message_delta":
         delta = obj.get("delta")
         if isinstance(delta, dict):
