@@ -124,9 +124,9 @@ class RequestAttempt:
         record.http_status = self.http_status
         record.http_version = self.http_version
         record.remote_ip = self.remote_ip
-        record.finish_reason = acc.finish_reason
-        record.response_model = acc.response_model
-        record.response_id = acc.response_id
+        record.finish_reason = _valid_utf8(acc.finish_reason)
+        record.response_model = _valid_utf8(acc.response_model)
+        record.response_id = _valid_utf8(acc.response_id)
 
     def _fill_error(self, record: pb.Record) -> None:
         if self.retry_after_s is not None:
@@ -135,9 +135,16 @@ class RequestAttempt:
         if self.error is None:
             return
         record.error_class = self.error.error_class
-        record.error_detail = self.error.detail
+        record.error_detail = _valid_utf8(self.error.detail)
         record.error_phase = self.error.phase or self.phase
 
 
 def _ms(duration_ns: int) -> float:
     return duration_ns / 1e6
+
+
+def _valid_utf8(text: str) -> str:
+    """Replace lone surrogates, which JSON escapes allow but protobuf strings reject."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")

@@ -20,6 +20,11 @@ beside it, the provider's own error type and message, trimmed to DETAIL_MAX_CHAR
     content_filter      the provider stopped the answer with a content-filter reason
     cancelled           the run was cancelled while the request was in flight
 
+A request that fails inside the agent before it reaches the network (out of file
+descriptors, out of local ports) is not the provider's failure, so it gets none of these
+classes. It gets an internal marker from LOCAL_FAILURES instead, and the runner counts
+it in AgentDiagnosis.requests_failed_locally and drops the record.
+
 ClassifiedError is raised inside the agent's measurement code (SSE parser, stream
 interpreters, executor) and caught by the executor, which stores it in the record.
 It never leaves RequestExecutor.execute.
@@ -28,8 +33,10 @@ It never leaves RequestExecutor.execute.
 from __future__ import annotations
 
 import asyncio
+import errno
 import html
 import json
+import os
 import re
 import ssl
 from collections.abc import Mapping
@@ -77,6 +84,21 @@ ERROR_CLASSES = frozenset(
         CANCELLED,
     }
 )
+
+# Internal markers for requests that failed inside the agent. The runner never stores
+# them, as the module docstring explains.
+LOCAL_OUT_OF_FILE_DESCRIPTORS = "local_out_of_file_descriptors"
+LOCAL_OUT_OF_PORTS = "local_out_of_ports"
+LOCAL_FAILURES = frozenset({LOCAL_OUT_OF_FILE_DESCRIPTORS, LOCAL_OUT_OF_PORTS})
+
+# Socket errors that mean the agent's own host ran out of a resource. EMFILE is the
+# process's open-file limit, ENFILE the system-wide one. EADDRNOTAVAIL from connect()
+# means that no local port was free for the connection.
+_LOCAL_ERRNOS = {
+    errno.EMFILE: LOCAL_OUT_OF_FILE_DESCRIPTORS,
+    errno.ENFILE: LOCAL_OUT_OF_FILE_DESCRIPTORS,
+    errno.EADDRNOTAVAIL: LOCAL_OUT_OF_PORTS,
+}
 
 # Phases of a request, stored in Record.error_phase.
 PHASE_CONNECT = "connect"
@@ -258,6 +280,10 @@ def classify_exception(exc: BaseException, phase: str) -> ClassifiedError:
     """Translate an aiohttp, socket, TLS or SOCKS exception into a classified error."""
     if isinstance(exc, ClassifiedError):
         return exc
+    local_errno = local_failure_errno(exc)
+    if local_errno is not None:
+        return _local_failure(exc, local_errno)
+
     name = type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return ClassifiedError(DNS, f"{name}: {exc}", PHASE_CONNECT)
@@ -283,6 +309,31 @@ def classify_exception(exc: BaseException, phase: str) -> ClassifiedError:
     if isinstance(exc, (aiohttp.ClientOSError, OSError)):
         return _classify_disconnect(exc, phase)
     return ClassifiedError(MALFORMED_RESPONSE, f"{name}: {exc}", phase)
+
+
+def local_failure_errno(exc: BaseException) -> int | None:
+    """Return the errno when exc, or an error it wraps, means the agent ran out of a resource.
+
+    aiohttp keeps the socket error in ClientConnectorError.os_error, and aiohttp-socks
+    chains the python-socks error (which carries the errno) as __cause__.
+    """
+    current: BaseException | None = exc
+    for _ in range(4):
+        if current is None:
+            return None
+        if isinstance(current, OSError) and current.errno in _LOCAL_ERRNOS:
+            return current.errno
+        os_error = getattr(current, "os_error", None)
+        if isinstance(os_error, OSError) and os_error.errno in _LOCAL_ERRNOS:
+            return os_error.errno
+        current = current.__cause__
+    return None
+
+
+def _local_failure(exc: BaseException, local_errno: int) -> ClassifiedError:
+    errno_name = errno.errorcode.get(local_errno, str(local_errno))
+    detail = f"{errno_name} ({os.strerror(local_errno)}): {type(exc).__name__}: {exc}"
+    return ClassifiedError(_LOCAL_ERRNOS[local_errno], detail, PHASE_CONNECT)
 
 
 def _classify_connect_error(exc: aiohttp.ClientConnectorError) -> ClassifiedError:

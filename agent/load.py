@@ -22,6 +22,8 @@ Rules shared by every model:
 - ``request_count`` limits arrivals (first attempts). Whichever of the two limits comes
   first ends the load. Warm-up requests count toward ``request_count``.
 - Requests scheduled within ``warmup_s`` of the start are flagged as warm-up.
+- The agents of one target shift their constant-rate arrivals against each other
+  (``agent_phase``), so together they send the schedule of one agent at the full rate.
 """
 
 from __future__ import annotations
@@ -170,8 +172,8 @@ class ArrivalClock:
     """Turns cumulative arrivals into times by inverting the integral of the rate.
 
     With a rate profile r(t), arrival k is due where the integral of r from 0 reaches
-    u_k. Constant pacing uses u_k = k, Poisson pacing adds exponential gaps of mean 1
-    (the time-change construction of a non-homogeneous Poisson process).
+    u_k. Constant pacing uses u_k = k + phase, Poisson pacing adds exponential gaps of
+    mean 1 (the time-change construction of a non-homogeneous Poisson process).
     """
 
     def __init__(self, profile: Profile) -> None:
@@ -199,11 +201,20 @@ class OpenLoop:
     """Arrivals at a constant or Poisson rate, following a rate profile."""
 
     def __init__(
-        self, profile: Profile, limits: LoadLimits, poisson: bool, seed: int | None = None
+        self,
+        profile: Profile,
+        limits: LoadLimits,
+        poisson: bool,
+        seed: int | None = None,
+        phase: float = 0.0,
     ) -> None:
+        if not 0.0 <= phase < 1.0:
+            raise ValueError(f"phase must be in [0, 1), got {phase}")
         self.profile = profile
         self.limits = limits
         self.poisson = poisson
+        # Fraction of one interval by which constant pacing is shifted (see agent_phase).
+        self.phase = phase
         self._rng = random.Random(seed)
 
     @property
@@ -215,7 +226,7 @@ class OpenLoop:
     def arrivals(self, start_ns: int) -> Iterator[Arrival]:
         """Yield every arrival in order, as perf_counter_ns given the start's."""
         clock = ArrivalClock(self.profile)
-        cumulative = self._rng.expovariate(1.0) if self.poisson else 0.0
+        cumulative = self._rng.expovariate(1.0) if self.poisson else self.phase
         count = 0
         while not self.limits.request_count or count < self.limits.request_count:
             t_ns = clock.time_ns_for(cumulative)
@@ -304,6 +315,22 @@ def arrival_seed(load: pb.LoadSpec, share: pb.LoadShare) -> int | None:
     return load.seed + share.agent_index
 
 
+def agent_phase(share: pb.LoadShare) -> float:
+    """Return how far into its first interval this agent's constant pacing starts.
+
+    Agent i of N runs at 1/N of the target's rate and starts i/N of its own interval
+    late, so its arrival k falls where one agent at the full rate would send arrival
+    N*k + i. The agents' arrivals interleave into that single sequence. Over a window
+    they send exactly its count: ceil(rate x duration), the arrivals at 0, 1/rate,
+    2/rate, ... strictly before the end. A request_count split by the controller
+    (remainder to the lowest indexes) gives the first request_count arrivals of that
+    sequence as well.
+    """
+    if share.agent_count <= 1 or not 0 <= share.agent_index < share.agent_count:
+        return 0.0
+    return share.agent_index / share.agent_count
+
+
 def build_model(load: pb.LoadSpec, share: pb.LoadShare, seed: int | None = None) -> LoadModel:
     """Build one provider lane's load model from the plan's load and this agent's share.
 
@@ -328,4 +355,9 @@ def build_model(load: pb.LoadSpec, share: pb.LoadShare, seed: int | None = None)
 
     if closed:
         return ClosedLoop(profile, limits)
-    return OpenLoop(profile, limits, poisson=load.mode == pb.LoadSpec.POISSON, seed=seed)
+    if load.mode == pb.LoadSpec.POISSON:
+        # Each agent draws its own Poisson process at 1/N of the rate. Their sum is a
+        # Poisson process at the full rate, so the split is exact in expectation, but
+        # the count in one window varies from run to run.
+        return OpenLoop(profile, limits, poisson=True, seed=seed)
+    return OpenLoop(profile, limits, poisson=False, phase=agent_phase(share))

@@ -7,6 +7,10 @@ connector closes every connection after use.
 
 Timeouts are our own deadlines (see deadlines.py); aiohttp's own timeouts are off so
 that every limit maps to exactly one error class.
+
+A request that failed inside the agent (EMFILE, ENFILE, EADDRNOTAVAIL while
+connecting) gets an internal marker from errors.LOCAL_FAILURES as its error_class.
+The runner recognises the marker, counts the request and does not store the record.
 """
 
 from __future__ import annotations

@@ -5,6 +5,15 @@ lanes run at the same time, each at this agent's full share: the plan's load app
 per provider. The runner fills each record's identity fields, streams the records in
 batches and ends with exactly one final AssignmentUpdate (FINISHED, FAILED or
 CANCELLED) once every batch has been handed to the connection.
+
+A request that failed inside the agent (its error_class is one of
+errors.LOCAL_FAILURES) never reached the provider, so it is not a record: the runner
+counts it in AgentDiagnosis.requests_failed_locally instead.
+
+Each lane has a LaneBreaker (see retry.py). After a few records in a row whose error
+class shows that the provider does not offer the model or rejects the key, the lane
+sends nothing more. The records already made are kept, so the report can show the
+model as not available, and the diagnosis verdict names the stopped provider.
 """
 
 from __future__ import annotations
@@ -18,13 +27,21 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from llmping.agent.batches import FLUSH_INTERVAL_S, BatchAssembler
+from llmping.agent.caps import CapChoice, choose_cap
 from llmping.agent.clock import ClockEstimator, ClockMapping
-from llmping.agent.diagnosis import AssignmentDiagnosis, HealthMonitor
+from llmping.agent.diagnosis import (
+    AssignmentDiagnosis,
+    HealthMonitor,
+    LoadShortfall,
+    LocalFailures,
+    ProviderStop,
+)
 from llmping.agent.driver import ClosedLoopDriver, LoadDriver, OpenLoopDriver
+from llmping.agent.errors import CANCELLED, LOCAL_FAILURES
 from llmping.agent.keys import resolve_api_keys
 from llmping.agent.load import Arrival, LoadSpecError, OpenLoop, arrival_seed, build_model
 from llmping.agent.request import RequestExecutor
-from llmping.agent.retry import RetryRule
+from llmping.agent.retry import LaneBreaker, RetryRule
 from llmping.agent.tracing import AgentTracing, AssignmentTrace
 from llmping.errors import LlmpingError
 from llmping.v1 import llmping_pb2 as pb
@@ -100,6 +117,7 @@ class Lane:
     provider: pb.Provider
     executor: Executor
     driver: LoadDriver
+    breaker: LaneBreaker
 
 
 @dataclass(frozen=True)
@@ -116,23 +134,6 @@ def trace_id_from_traceparent(traceparent: str) -> str:
     if len(parts) == 4 and len(parts[1]) == 32:
         return parts[1]
     return ""
-
-
-def lane_cap(load: pb.LoadSpec, share: pb.LoadShare) -> int:
-    """Return this agent's part of the plan's max_in_flight (0: no cap).
-
-    The controller splits the cap into share.max_in_flight. A controller older than
-    that field sends 0 there, so then each agent takes its part of the target's cap
-    the way the controller splits integers: evenly, remainder to the lowest indexes.
-    In that fallback every agent keeps at least one slot.
-    """
-    if share.max_in_flight > 0:
-        return share.max_in_flight
-    if load.max_in_flight <= 0:
-        return 0
-    agent_count = max(1, share.agent_count)
-    base, remainder = divmod(load.max_in_flight, agent_count)
-    return max(1, base + (1 if share.agent_index < remainder else 0))
 
 
 class AssignmentRunner:
@@ -153,6 +154,9 @@ class AssignmentRunner:
         # Used when tracing is off, so records still name the run's trace.
         self._run_trace_id = trace_id_from_traceparent(assignment.traceparent)
         self._agent_failures = 0
+        self._local_failures = LocalFailures(self.assignment_id)
+        # The in-flight cap the agent chose itself because the plan set none; 0 otherwise.
+        self._default_cap = 0
         self.done = False
 
     @property
@@ -224,22 +228,37 @@ class AssignmentRunner:
         if overflow not in ("delay", "drop"):
             raise LoadSpecError(f"load overflow {overflow!r} is not 'delay' or 'drop'")
 
+        cap = choose_cap(plan.load, self.assignment.share, len(plan.providers), overflow)
         lanes = []
         for provider in plan.providers:
             executor = self._ctx.executor_factory(
                 provider, plan.request, plan.timeouts, keys[provider.name], self._ctx.proxy_url
             )
-            send = functools.partial(self._attempt, provider, executor)
+            breaker = LaneBreaker()
+            send = functools.partial(self._attempt, provider, executor, breaker)
             seed = arrival_seed(plan.load, self.assignment.share)
             model = build_model(plan.load, self.assignment.share, seed=seed)
             driver: LoadDriver
             if isinstance(model, OpenLoop):
-                cap = lane_cap(plan.load, self.assignment.share)
-                driver = OpenLoopDriver(model, send, retry, cap, overflow)
+                self._note_default_cap(cap)
+                driver = OpenLoopDriver(
+                    model, send, retry, cap.max_in_flight, cap.overflow, breaker=breaker
+                )
             else:
-                driver = ClosedLoopDriver(model, send, retry)
-            lanes.append(Lane(provider, executor, driver))
+                driver = ClosedLoopDriver(model, send, retry, breaker=breaker)
+            lanes.append(Lane(provider, executor, driver, breaker))
         return lanes
+
+    def _note_default_cap(self, cap: CapChoice) -> None:
+        if not cap.is_default or self._default_cap:
+            return
+        self._default_cap = cap.max_in_flight
+        log.info(
+            "assignment %s: the plan sets no load.max_in_flight, so each provider is capped "
+            "at %d requests in flight (from the open-file limit); arrivals over it are dropped",
+            self.assignment_id,
+            cap.max_in_flight,
+        )
 
     def _describe_lanes(self) -> str:
         return ", ".join(f"{lane.provider.name} {lane.driver.model.label}" for lane in self._lanes)
@@ -333,16 +352,21 @@ class AssignmentRunner:
         self,
         provider: pb.Provider,
         executor: Executor,
+        breaker: LaneBreaker,
         arrival: Arrival,
         attempt: int,
         measure_from_scheduled: bool,
     ) -> str:
-        """Send one attempt, store its record and return its error class."""
+        """Send one attempt, store its record and return its error class.
+
+        An attempt that failed inside the agent is counted, not stored, and its internal
+        marker is returned so that it is not retried.
+        """
         record = self._new_record(provider, arrival, attempt)
         try:
             await executor.execute(record, arrival.scheduled_ns, measure_from_scheduled)
         except asyncio.CancelledError:
-            record.error_class = "cancelled"
+            record.error_class = CANCELLED
             self._store(record)
             raise
         except Exception:
@@ -352,8 +376,27 @@ class AssignmentRunner:
             self._count_agent_failure(provider)
             if not record.error_class:
                 return ""
+        if record.error_class in LOCAL_FAILURES:
+            self._local_failures.add(record)
+            return record.error_class
         self._store(record)
+        if breaker.add(record.error_class, record.error_detail):
+            self._log_lane_stop(provider, breaker)
         return record.error_class
+
+    def _log_lane_stop(self, provider: pb.Provider, breaker: LaneBreaker) -> None:
+        stop = breaker.stop
+        assert stop is not None
+        log.warning(
+            "assignment %s: stopped sending to provider %s (model %s) after %d consecutive "
+            "%s responses, which retrying will not change; the provider returned: %s",
+            self.assignment_id,
+            provider.name,
+            provider.model,
+            stop.failures,
+            " or ".join(stop.error_classes),
+            stop.detail or "no message",
+        )
 
     def _new_record(self, provider: pb.Provider, arrival: Arrival, attempt: int) -> pb.Record:
         assert self._mapping is not None
@@ -364,7 +407,6 @@ class AssignmentRunner:
             target=self.assignment.target,
             provider=provider.name,
             model=provider.model,
-            index=self._next_index,
             stage_index=arrival.stage_index,
             warmup=arrival.warmup,
             scheduled_unix_ns=self._mapping.perf_to_controller_unix_ns(arrival.scheduled_ns),
@@ -372,10 +414,13 @@ class AssignmentRunner:
             trace_id=self._run_trace_id,
             clock_offset_ns=self._mapping.offset_ns,
         )
-        self._next_index += 1
         return record
 
     def _store(self, record: pb.Record) -> None:
+        # Numbered when stored, not when sent, so that the attempts that failed inside
+        # the agent leave no gaps in 0, 1, 2, ...
+        record.index = self._next_index
+        self._next_index += 1
         record.start_unix_ns = record.scheduled_unix_ns + round(record.start_lag_ms * 1e6)
         if self._trace is not None:
             # The span is built from the finished record, off the timed path.
@@ -411,6 +456,26 @@ class AssignmentRunner:
             )
         return message
 
+    def _shortfall(self) -> LoadShortfall:
+        counters = [lane.driver.counters for lane in self._lanes]
+        return LoadShortfall(
+            delayed_by_cap=sum(c.delayed_by_cap for c in counters),
+            dropped_by_cap=sum(c.dropped_by_cap for c in counters),
+            dropped_at_window_end=sum(c.dropped_at_window_end for c in counters),
+            default_cap=self._default_cap,
+            failed_locally=self._local_failures.counts,
+            stops=[
+                ProviderStop(
+                    provider=lane.provider.name,
+                    failures=lane.breaker.stop.failures,
+                    error_classes=lane.breaker.stop.error_classes,
+                    not_sent=lane.driver.counters.not_sent_after_stop,
+                )
+                for lane in self._lanes
+                if lane.breaker.stop is not None
+            ],
+        )
+
     def _send_update(self, state: pb.AssignmentUpdate.State, message: str) -> None:
         self._ctx.link.send_update(
             pb.AssignmentUpdate(assignment_id=self.assignment_id, state=state, message=message)
@@ -422,10 +487,8 @@ class AssignmentRunner:
             return
         self.done = True
         self._assembler.flush()
-        delayed = sum(lane.driver.counters.delayed_by_cap for lane in self._lanes)
-        dropped = sum(lane.driver.counters.dropped_by_cap for lane in self._lanes)
         diagnosis = (
-            self._diagnosis.finish(delayed, dropped)
+            self._diagnosis.finish(self._shortfall())
             if self._diagnosis is not None
             else pb.AgentDiagnosis()
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +79,8 @@ async def test_open_loop_sends_every_arrival_on_schedule() -> None:
 
 async def test_cap_delay_keeps_scheduled_times() -> None:
     recorder = Recorder(service_s=0.05)
-    model = open_loop(rate_per_s=200, duration_s=0.1)
+    # A request count with no duration has no load window, so every arrival waits its turn.
+    model = open_loop(rate_per_s=200, duration_s=0, request_count=20)
     driver = OpenLoopDriver(model, recorder, RetryRule(), max_in_flight=2, overflow="delay")
     start_ns = time.perf_counter_ns()
 
@@ -106,6 +108,58 @@ async def test_cap_drop_counts_dropped_arrivals() -> None:
     # Two slots of 50 ms over 200 ms serve about 8 requests, far fewer than 40.
     assert 4 <= sent <= 14
     assert driver.counters.delayed_by_cap == 0
+
+
+async def test_cap_delay_drops_waiting_at_window_end() -> None:
+    recorder = Recorder(service_s=0.15)
+    # 100 arrivals per second for 0.2 s and two slots of 150 ms: the first two are sent
+    # at once, the next two when those end at 150 ms, and 16 are still waiting at 200 ms.
+    model = open_loop(rate_per_s=100, duration_s=0.2)
+    driver = OpenLoopDriver(model, recorder, RetryRule(), max_in_flight=2, overflow="delay")
+    start_ns = time.perf_counter_ns()
+
+    await driver.run(start_ns)
+    elapsed_s = (time.perf_counter_ns() - start_ns) / 1e9
+
+    sent = len(recorder.calls)
+    assert sent == 4
+    assert driver.counters.arrivals == 20
+    assert driver.counters.dropped_by_cap == 16
+    assert driver.counters.dropped_at_window_end == 16
+    assert driver.counters.delayed_by_cap == 2
+    # The last two requests started at about 150 ms and took 150 ms. Sending the backlog
+    # would have taken 20 / 2 * 150 ms = 1.5 s.
+    assert elapsed_s < 0.6
+    assert all(a.scheduled_ns - start_ns < 200_000_000 for a, _, _ in recorder.calls)
+
+
+async def test_cap_delay_lets_in_flight_finish() -> None:
+    recorder = Recorder(service_s=0.3)
+    model = open_loop(rate_per_s=50, duration_s=0.1)
+    driver = OpenLoopDriver(model, recorder, RetryRule(), max_in_flight=1, overflow="delay")
+    start_ns = time.perf_counter_ns()
+
+    await driver.run(start_ns)
+
+    # The one request sent finished after the window end instead of being cancelled.
+    assert len(recorder.calls) == 1
+    assert recorder.cancelled == 0
+    assert time.perf_counter_ns() - start_ns >= 300_000_000
+    assert driver.counters.dropped_at_window_end == 4
+
+
+async def test_cap_delay_counts_large_backlog() -> None:
+    recorder = Recorder(service_s=0.6)
+    # The one slot stays busy past the window end, so 24,999 arrivals wait and are dropped.
+    model = open_loop(rate_per_s=50_000, duration_s=0.5)
+    driver = OpenLoopDriver(model, recorder, RetryRule(), max_in_flight=1, overflow="delay")
+
+    await driver.run(time.perf_counter_ns())
+
+    assert len(recorder.calls) == 1
+    assert driver.counters.arrivals == 25_000
+    assert driver.counters.dropped_by_cap == 24_999
+    assert driver.counters.dropped_at_window_end == 24_999
 
 
 async def test_closed_loop_request_count() -> None:
@@ -149,6 +203,40 @@ async def test_closed_loop_stage_changes_worker_count() -> None:
     assert 6 <= len(stage_0) <= 11
     assert len(stage_1) >= 3 * len(stage_0)
     assert recorder.max_in_flight == 4
+
+
+async def test_closed_loop_yields_to_other_tasks() -> None:
+    calls = 0
+
+    async def fail_at_once(arrival: Arrival, attempt: int, from_scheduled: bool) -> str:
+        nonlocal calls
+        calls += 1
+        return "connection_refused"
+
+    ticks_ns: list[int] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks_ns.append(time.perf_counter_ns())
+            await asyncio.sleep(0.001)
+
+    ticker_task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    driver = ClosedLoopDriver(closed_loop(concurrency=2, duration_s=0.3), fail_at_once, RetryRule())
+    start_ns = time.perf_counter_ns()
+    try:
+        await driver.run(start_ns)
+    finally:
+        ticker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker_task
+
+    during = [t for t in ticks_ns if start_ns <= t]
+    gaps_ms = [(b - a) / 1e6 for a, b in itertools.pairwise(during)]
+    assert calls > 100
+    # A worker that never yields would hold the loop for all 300 ms.
+    assert len(during) >= 20
+    assert max(gaps_ms) < 100
 
 
 async def test_retries_make_new_attempts() -> None:

@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from llmping.agent.runner import default_executor_factory, lane_cap
+from llmping.agent.caps import lane_cap
+from llmping.agent.runner import default_executor_factory
 from llmping.v1 import llmping_pb2 as pb
 
 RUN_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
