@@ -24,6 +24,7 @@ from llmping.agent.batches import Outbox
 from llmping.agent.clock import ClockEstimator
 from llmping.agent.connection import Backoff, ConnectionConfig, ControllerConnection
 from llmping.agent.diagnosis import HealthMonitor
+from llmping.agent.open_files import raise_open_file_limit
 from llmping.agent.runner import (
     AssignmentRunner,
     ExecutorFactory,
@@ -184,22 +185,32 @@ class Agent:
     # -- lifecycle --------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Serve the controller until ``stop`` is set (or forever), then shut down."""
+        """Serve the controller until ``stop`` is set (or forever), then shut down.
+
+        Raises AgentReplacedError when another agent with the same agent id connected.
+        """
         log.info(
             "agent %s starting: controller %s, labels %s",
             self.config.agent_id,
             self.config.controller,
             ",".join(f"{k}={v}" for k, v in sorted(self.config.all_labels().items())),
         )
-        background = [
-            asyncio.create_task(self.health.run(), name="agent-health"),
-            asyncio.create_task(self.connection.run(), name="agent-connection"),
-        ]
+        # Every request in flight uses a socket. The default in-flight cap of open-loop
+        # plans is derived from the limit raised here.
+        raise_open_file_limit()
+        connection = asyncio.create_task(self.connection.run(), name="agent-connection")
+        background = [asyncio.create_task(self.health.run(), name="agent-health"), connection]
+        stop_wait = asyncio.create_task((stop or asyncio.Event()).wait(), name="agent-stop")
         try:
-            await (stop or asyncio.Event()).wait()
+            await asyncio.wait({stop_wait, connection}, return_when=asyncio.FIRST_COMPLETED)
+            if connection.done():
+                # The connection ends by itself only with AgentReplacedError, and then
+                # nothing can reach the controller any more: re-raise it at once.
+                connection.result()
             await self.shutdown()
             await self.connection.close()
         finally:
+            stop_wait.cancel()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)

@@ -6,6 +6,10 @@ messages, and a heartbeat timer that also notices a silent controller. When the 
 breaks or the controller cannot be reached, it retries forever with exponential
 backoff and jitter. After every reconnect it sends Hello with the active assignment
 ids, then resends every unacked batch and unconfirmed update, in their original order.
+
+The one exception is a Goodbye saying that a newer stream with the same agent id replaced
+this one: another agent uses the id, and reconnecting would only replace it in turn, so
+run() raises AgentReplacedError instead.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import grpc
 
 from llmping.agent.batches import Outbox
 from llmping.agent.clock import ClockEstimator
+from llmping.errors import LlmpingError
+from llmping.protocol import MAX_MESSAGE_BYTES, REPLACED_GOODBYE_PREFIX
 from llmping.v1 import llmping_pb2 as pb
 from llmping.v1 import llmping_pb2_grpc as pb_grpc
 
@@ -34,6 +40,12 @@ DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
 BUFFERED_LOG_INTERVAL_S = 10.0
 # Heartbeats written but not yet replied to, remembered for the clock estimate.
 MAX_PENDING_HEARTBEATS = 64
+# The controller's limits: a long prompt makes an Assignment bigger than gRPC's 4 MiB
+# default, and an agent that cannot receive it would reconnect forever.
+CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,10 @@ class ControllerHandler(Protocol):
 
 class StreamEndedError(Exception):
     """The stream ended without a gRPC error; the message gives the reason."""
+
+
+class AgentReplacedError(LlmpingError):
+    """The controller replaced this agent's stream with a newer one using the same agent id."""
 
 
 @dataclass
@@ -181,9 +197,16 @@ class ControllerConnection:
                 await asyncio.wait_for(self._stopped.wait(), timeout_s)
 
     async def run(self) -> None:
-        """Connect, and reconnect after every failure, until cancelled or closed."""
+        """Connect, and reconnect after every failure, until cancelled or closed.
+
+        Raises AgentReplacedError, without reconnecting, when the controller's Goodbye
+        reports that another stream with this agent id replaced this one.
+        """
         try:
             await self._run_until_closed()
+        except AgentReplacedError as exc:
+            log.error("agent %s stopped: %s", self.config.agent_id, exc)
+            raise
         finally:
             self._stopped.set()
 
@@ -210,7 +233,7 @@ class ControllerConnection:
         self._generation += 1
         # TODO: TLS and mutual TLS: use grpc.aio.secure_channel with the agent's
         # certificates here once the CLI has the flags for them.
-        channel = grpc.aio.insecure_channel(self.config.address)
+        channel = grpc.aio.insecure_channel(self.config.address, options=CHANNEL_OPTIONS)
         call = pb_grpc.AgentServiceStub(channel).Connect(metadata=self._metadata())
         established = False
         try:
@@ -232,6 +255,8 @@ class ControllerConnection:
             return _Attempt(established, f"no Welcome within {self.config.welcome_timeout_s:.0f} s")
         except StreamEndedError as exc:
             return _Attempt(established, str(exc))
+        except AgentReplacedError:
+            raise
         except Exception as exc:
             # A bug on this side; the stream is retried like any other failure.
             log.exception("agent %s: the controller stream failed", self.config.agent_id)
@@ -364,6 +389,8 @@ class ControllerConnection:
             self._call_handler(self._handler.on_cancel, message.cancel)
         elif kind == "goodbye":
             session.goodbye_reason = message.goodbye.reason or "Goodbye without a reason"
+            if session.goodbye_reason.startswith(REPLACED_GOODBYE_PREFIX):
+                raise AgentReplacedError(self._replaced_message(session.goodbye_reason))
             log.info(
                 "agent %s: controller at %s sent Goodbye: %s",
                 self.config.agent_id,
@@ -372,6 +399,14 @@ class ControllerConnection:
             )
         else:
             log.debug("ignoring controller message %s", kind)
+
+    def _replaced_message(self, reason: str) -> str:
+        return (
+            f"the controller at {self.config.address} closed this agent's stream, "
+            f"{reason}; another agent uses the agent id {self.config.agent_id}, so this "
+            "one does not reconnect; give each agent a unique --agent-id, or leave it out "
+            "for a generated one"
+        )
 
     def _remember_heartbeat(self, session: _Session, sent_unix_ns: int, number: int) -> None:
         session.heartbeats[sent_unix_ns] = _SentHeartbeat(number, time.perf_counter_ns())

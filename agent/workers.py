@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from llmping.agent.app import AgentConfig, serve_agent
+from llmping.agent.connection import AgentReplacedError
 from llmping.errors import InputError
 from llmping.logs import configure_logging
 
@@ -42,6 +43,9 @@ def worker_main(config: AgentConfig, log_level: str) -> None:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except AgentReplacedError:
+        # The connection has logged the error with the fix.
+        sys.exit(1)
 
 
 def serve_agent_processes(config: AgentConfig, count: int, log_level: str) -> int:

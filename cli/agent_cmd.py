@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sys
+from collections.abc import Mapping
 from typing import NoReturn
 from urllib.parse import urlsplit
 
 import click
 
 from llmping.agent.app import DEFAULT_CONTROLLER, AgentConfig, default_agent_id, serve_agent
+from llmping.agent.connection import AgentReplacedError
+from llmping.agent.keys import (
+    KEY_HOSTS_ENV,
+    format_key_hosts,
+    merge_key_host_entries,
+    official_key_hosts,
+    parse_key_host_entry,
+)
 from llmping.agent.workers import serve_agent_processes
 from llmping.errors import InputError
 from llmping.logs import configure_logging
+
+log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # socks5h resolves host names on the proxy, which the executor supports too.
@@ -86,6 +99,42 @@ def parse_proxy(url: str | None) -> str | None:
     return url
 
 
+class KeyHostType(click.ParamType):
+    """A ``--key-host VAR=HOST[,HOST...]`` value; LLMPING_KEY_HOSTS separates them with ';'."""
+
+    name = "key_host"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [part for part in rv.split(";") if part.strip()]
+
+
+def parse_key_hosts(values: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Parse the --key-host values; raises InputError naming an invalid one."""
+    return merge_key_host_entries(parse_key_host_entry(text) for text in values)
+
+
+def publish_key_hosts(configured: Mapping[str, tuple[str, ...]]) -> None:
+    """Hand the --key-host rules to the runners, which read them from the environment.
+
+    Worker processes (--processes) inherit the environment, so they get the rules too.
+    """
+    if configured:
+        os.environ[KEY_HOSTS_ENV] = format_key_hosts(configured)
+    else:
+        os.environ.pop(KEY_HOSTS_ENV, None)
+    for variable, hosts in configured.items():
+        log.info("API keys in %s are sent only to hosts %s", variable, ", ".join(hosts))
+    defaults = {
+        variable: hosts
+        for variable, hosts in official_key_hosts().items()
+        if variable not in configured
+    }
+    log.info(
+        "other API key variables are sent only to loopback hosts%s",
+        "".join(f"; {variable} also to {', '.join(hosts)}" for variable, hosts in defaults.items()),
+    )
+
+
 @click.command()
 @click.option(
     "--controller",
@@ -116,7 +165,24 @@ def parse_proxy(url: str | None) -> str | None:
     "--proxy",
     default=None,
     metavar="URL",
-    help="Proxy for providers without their own proxy_url: http://, https:// or socks5:// URL.",
+    help="Proxy for the providers that set no proxy in the plan: http://, https:// or "
+    "socks5:// URL.",
+)
+@click.option(
+    "--key-host",
+    "key_hosts",
+    multiple=True,
+    type=KeyHostType(),
+    envvar=KEY_HOSTS_ENV,
+    show_envvar=True,
+    metavar="VAR=HOST[,HOST...]",
+    help="Hosts that the API key in environment variable VAR may be sent to, as the "
+    "host of a provider's base_url; *.example.com allows every subdomain. Repeat for "
+    "several variables; the environment variable form is VAR=h1,h2;VAR2=h3. A variable "
+    "without this option is sent only to loopback hosts (127.0.0.0/8, ::1, localhost) "
+    "and, for OPENAI_API_KEY, ANTHROPIC_API_KEY and the presets' variables, to the "
+    "provider's official host; listing a variable replaces those defaults. A provider "
+    "whose key would go elsewhere fails its assignment before any request.",
 )
 @click.option(
     "--token",
@@ -137,7 +203,9 @@ def parse_proxy(url: str | None) -> str | None:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Requests in flight this agent advertises to the controller; 0 advertises no limit.",
+    help="Requests in flight this agent advertises to the controller; 0 advertises no "
+    "limit. Only advertised: the agent does not enforce it, so cap load with the plan's "
+    "load.max_in_flight.",
 )
 @click.option(
     "--log-level",
@@ -152,6 +220,7 @@ def agent(
     labels: tuple[str, ...],
     agent_id: str | None,
     proxy: str | None,
+    key_hosts: tuple[str, ...],
     token: str | None,
     processes: int,
     max_concurrency: int,
@@ -159,9 +228,10 @@ def agent(
 ) -> None:
     """Run an agent: dial the controller, run the assignments it sends, report results.
 
-    Provider API keys are read from the environment variables the plan names. Stops
-    cleanly on SIGINT or SIGTERM: running assignments are cancelled and their results
-    sent before exit.
+    Provider API keys are read from the environment variables the plan names, and sent
+    only to the hosts that --key-host allows for each variable. Stops cleanly on SIGINT
+    or SIGTERM: running assignments are cancelled and their results sent before exit.
+    Exits with status 1 when another agent connects with the same --agent-id.
     """
     try:
         config = AgentConfig(
@@ -173,16 +243,21 @@ def agent(
             token=token or None,
             max_concurrency=max_concurrency,
         )
+        configured_key_hosts = parse_key_hosts(key_hosts)
     except InputError as exc:
         fail(str(exc))
 
     configure_logging(log_level)
+    publish_key_hosts(configured_key_hosts)
     try:
         if processes > 1:
             sys.exit(serve_agent_processes(config, processes, log_level))
         serve_agent(config)
     except InputError as exc:
         fail(str(exc))
+    except AgentReplacedError:
+        # The connection has logged the error with the fix.
+        sys.exit(1)
 
 
 def _check_agent_id(agent_id: str) -> str:

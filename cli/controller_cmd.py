@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import logging
 import os
 import signal
 import sys
@@ -16,6 +18,8 @@ import click
 from llmping.controller.server import ControllerConfig, parse_listen_address, serve
 from llmping.errors import InputError, StoreError
 from llmping.logs import configure_logging
+
+log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -42,6 +46,41 @@ def check_db_path(path: Path) -> None:
             f"invalid --db value {str(path)!r}, the file or its directory is not writable; "
             "choose a writable path"
         )
+
+
+def is_loopback_listen(host: str) -> bool:
+    """Return True when only this machine can reach ``host``: localhost, 127.0.0.0/8, ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(listen: str, token: str, insecure_no_token: bool) -> None:
+    """Reject a --listen beyond loopback without --token, and warn that there is no TLS.
+
+    Raises InputError unless the address is loopback, a token is set, or the user chose
+    --insecure-no-token.
+    """
+    host, _ = parse_listen_address(listen, "--listen value")
+    if is_loopback_listen(host):
+        return
+    if not token and not insecure_no_token:
+        raise InputError(
+            f"--listen {listen} accepts connections from other machines, and without "
+            "--token anyone who reaches it can submit plans that make the agents spend "
+            "their API keys; set --token (or LLMPING_TOKEN) to a long random value, listen "
+            "on 127.0.0.1, or pass --insecure-no-token on a network you trust"
+        )
+    # TODO: TLS between agents, CLI and controller; until then this warning stays.
+    log.warning(
+        "listening on %s without TLS, which this version does not support yet: the token, "
+        "plans and results travel unencrypted; keep the controller on a trusted network or "
+        "reach it through a VPN or SSH tunnel",
+        listen,
+    )
 
 
 def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -96,6 +135,13 @@ async def serve_until_signal(config: ControllerConfig) -> None:
     "Empty: no check.",
 )
 @click.option(
+    "--insecure-no-token",
+    is_flag=True,
+    default=False,
+    help="Allow a --listen address beyond loopback without --token, so that anyone who "
+    "reaches the port can submit runs. For trusted, isolated networks only.",
+)
+@click.option(
     "--agent-grace-s",
     type=click.FloatRange(min=0),
     default=10.0,
@@ -120,16 +166,22 @@ def controller(
     listen: str,
     db_path: Path,
     token: str,
+    insecure_no_token: bool,
     agent_grace_s: float,
     metrics_listen: str,
     log_level: str,
 ) -> None:
-    """Run the controller: agents connect to it, the CLI submits runs to it."""
+    """Run the controller: agents connect to it, the CLI submits runs to it.
+
+    A --listen address other than loopback needs --token (or --insecure-no-token).
+    Exits with status 2 when the address or the --db file is taken by another process.
+    """
     configure_logging(log_level)
     try:
         parse_listen_address(listen, "--listen value")
         if metrics_listen:
             parse_listen_address(metrics_listen, "--metrics-listen value")
+        check_exposure(listen, token, insecure_no_token)
     except InputError as exc:
         fail(str(exc))
     try:

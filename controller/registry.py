@@ -1,7 +1,9 @@
 """Connected agents: who they are, when they last spoke, and how to reach them.
 
 An agent is keyed by its agent_id. A second connection with the same id replaces the
-first (the old session is closed), because the agent process reconnected. An agent is
+first, because the agent process reconnected. The old stream gets a Goodbye saying it
+was replaced: an agent that still reads it is a second agent with the same id, and it
+stops instead of reconnecting. An agent is
 live while it has sent any message within LOST_AFTER_HEARTBEATS heartbeat intervals.
 """
 
@@ -13,6 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from llmping.protocol import replaced_goodbye_reason
 from llmping.v1 import llmping_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -115,12 +118,13 @@ class AgentRegistry:
         self._sessions[session.agent_id] = session
         if previous is not None:
             log.info(
-                "agent %s reconnected from %s; closing its previous connection from %s",
+                "agent %s connected again from %s; closing its previous connection from %s "
+                "(if another agent uses the same id, that one stops)",
                 session.agent_id,
                 session.peer,
                 previous.peer,
             )
-            previous.close("replaced by a newer connection of the same agent")
+            previous.close(replaced_goodbye_reason(session.agent_id, session.peer))
         return previous
 
     def unregister(self, session: AgentSession) -> bool:

@@ -80,6 +80,8 @@ class AssignmentTracker:
     lost_reason: str = ""
     # After a controller restart: whether the agent has reconnected since.
     seen_after_restart: bool = False
+    # How often the Assignment was queued to the agent's stream.
+    sends: int = 0
     _complete: bool = field(default=False, repr=False)
 
     @property

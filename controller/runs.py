@@ -45,6 +45,10 @@ from .validate import validate_plan
 log = logging.getLogger(__name__)
 
 DEFAULT_LIST_LIMIT = 50
+# An agent that reconnects this many times after being sent an assignment, without ever
+# reporting on it, cannot receive it (a message over its size limit breaks the stream on
+# each send). The assignment is then given up instead of being sent forever.
+MAX_ASSIGNMENT_SENDS = 3
 
 
 class NoMatchingAgentError(InputError):
@@ -173,6 +177,18 @@ class RunManager:
                 tracker.agent_id,
                 tracker.assignment_id,
             )
+            return
+        tracker.sends += 1
+
+    def _give_up_unaccepted(self, run: ActiveRun, tracker: AssignmentTracker) -> None:
+        tracker.lost_reason = (
+            f"{tracker.label} did not accept assignment {tracker.assignment_id}: it was sent "
+            f"{tracker.sends} times and the agent reconnected without it each time, so it was "
+            "given up; check the agent's log (an older agent cannot receive a plan over "
+            "4 MiB: upgrade it or shorten the prompt)"
+        )
+        log.warning("run %s: %s", run.run_id, tracker.lost_reason)
+        self._send_cancel(tracker, tracker.lost_reason)
 
     # -- agent connections ---------------------------------------------------------
 
@@ -203,6 +219,10 @@ class RunManager:
             tracker.seen_after_restart = True
             never_received = tracker.state == Update.STATE_UNSPECIFIED
             if never_received and tracker.assignment_id not in held and run.can_resend:
+                if tracker.sends >= MAX_ASSIGNMENT_SENDS:
+                    # The supervisor ends the run once every assignment is done.
+                    self._give_up_unaccepted(run, tracker)
+                    continue
                 log.info(
                     "resending assignment %s to agent %s", tracker.assignment_id, session.agent_id
                 )

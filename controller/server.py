@@ -7,7 +7,9 @@ the services without the .proto file.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +19,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from llmping.errors import InputError
+from llmping.protocol import MAX_MESSAGE_BYTES
 from llmping.v1 import llmping_pb2 as pb
 from llmping.v1 import llmping_pb2_grpc as pb_grpc
 
 from .agent_service import AgentService
 from .control_service import ControlService
+from .db_lock import DatabaseLock
 from .observers import ControllerObserver, ObserverGroup
 from .registry import AgentRegistry
 from .runs import RunManager, RunPolicy
@@ -34,11 +38,13 @@ SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["AgentService"].full_name,
     pb.DESCRIPTOR.services_by_name["ControlService"].full_name,
 )
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 SERVER_OPTIONS = (
     # Result batches can exceed gRPC's 4 MiB default when records carry long details.
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # gRPC sets SO_REUSEPORT by default on Linux, so a second controller could bind the
+    # same port and the kernel would split connections between the two at random.
+    ("grpc.so_reuseport", 0),
     # Ping idle agent streams so that connections dropped by a NAT are noticed.
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -101,6 +107,7 @@ class Controller:
     runs: RunManager
     health_servicer: health.aio.HealthServicer
     telemetry: ControllerTelemetry | None = None
+    db_lock: DatabaseLock | None = None
     stopped: bool = field(default=False)
 
     @property
@@ -123,6 +130,8 @@ class Controller:
         if self.telemetry is not None:
             await self.telemetry.stop()
         await self.worker.close()
+        if self.db_lock is not None:
+            self.db_lock.release()
         log.info("controller stopped")
 
 
@@ -132,12 +141,34 @@ def _bind(server: grpc.aio.Server, listen: str) -> int:
     try:
         port = server.add_insecure_port(listen)
     except RuntimeError as exc:
-        raise InputError(
-            f"cannot listen on {listen}: {exc}; choose a free port or another address"
-        ) from exc
+        raise InputError(f"cannot listen on {listen}, {_bind_failure(listen)}") from exc
     if port == 0:
-        raise InputError(f"cannot listen on {listen}; choose a free port or another address")
+        raise InputError(f"cannot listen on {listen}, {_bind_failure(listen)}")
     return port
+
+
+def _bind_failure(listen: str) -> str:
+    """Return why ``listen`` cannot be bound and what to do, because gRPC's error gives neither."""
+    host, port = parse_listen_address(listen)
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return f"the host {host!r} does not resolve; use an IP address or a known host name"
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return (
+                        "the address is in use; stop the process that listens there "
+                        "(another controller?) or choose another port"
+                    )
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    return "the address is not on this host; use one of its addresses or 0.0.0.0"
+                if exc.errno == errno.EACCES:
+                    return "permission denied; ports below 1024 need privileges, choose another"
+    return "choose a free port or another address"
 
 
 async def serve(
@@ -148,10 +179,27 @@ async def serve(
     """Open the store, start the gRPC server and return the running Controller.
 
     ``observers`` receive lifecycle events (metrics, tracing); ``interceptors`` wrap
-    every gRPC call. Raises InputError for a listen address that cannot be bound and
-    StoreError for a database that cannot be opened.
+    every gRPC call. Raises InputError for a listen address that cannot be bound, and
+    StoreError for a database that cannot be opened or that another controller has
+    locked (DatabaseInUseError).
     """
     host, _ = parse_listen_address(config.listen)
+    db_lock = DatabaseLock(config.db_path)
+    db_lock.acquire()
+    try:
+        return await _serve_locked(config, host, db_lock, observers, interceptors)
+    except BaseException:
+        db_lock.release()
+        raise
+
+
+async def _serve_locked(
+    config: ControllerConfig,
+    host: str,
+    db_lock: DatabaseLock,
+    observers: Sequence[ControllerObserver],
+    interceptors: Sequence[grpc.aio.ServerInterceptor],
+) -> Controller:
     telemetry = ControllerTelemetry.from_config(config.token, config.metrics_listen)
     store = Store(config.db_path)
     worker = StoreWorker(store)
@@ -180,7 +228,7 @@ async def serve(
         raise
 
     controller = Controller(
-        config, server, host, port, worker, registry, runs, health_servicer, telemetry
+        config, server, host, port, worker, registry, runs, health_servicer, telemetry, db_lock
     )
     log.info(
         "controller listening on %s (database %s, token %s, agent grace %.0f s)",

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from llmping.cli.main import cli
+from llmping.controller.server import ControllerConfig, serve
 
 LLMPING = str(Path(sys.executable).parent / "llmping")
 
@@ -153,3 +154,25 @@ async def test_agent_processes_flag_starts_workers(
     # Both workers ended their streams before the parent exited.
     assert all(stream.closed for stream in peer.controller.streams)
     assert log_path.read_text().count("stopped") == 2
+
+
+async def test_duplicate_agent_id_exits_1(tmp_path: Path, waiter: Any) -> None:
+    controller = await serve(
+        ControllerConfig(listen="127.0.0.1:0", db_path=tmp_path / "llmping.db")
+    )
+    args = ["--controller", controller.address, "--region", "t", "--agent-id", "dup"]
+    try:
+        async with agent_process(tmp_path / "first.log", *args) as first:
+            await waiter(
+                lambda: [s.agent_id for s in controller.registry.sessions()] == ["dup"],
+                timeout_s=15,
+                what="the first agent",
+            )
+            async with agent_process(tmp_path / "second.log", *args) as second:
+                returncode = await asyncio.wait_for(first.wait(), 20)
+                assert second.returncode is None
+    finally:
+        await controller.stop()
+
+    assert returncode == 1
+    assert "give each agent a unique --agent-id" in (tmp_path / "first.log").read_text()
