@@ -84,12 +84,21 @@ def translate_rpc_error(error: grpc.RpcError, address: str) -> LlmpingError:
     return RunError(f"the controller at {address} failed: {code.name}: {details}")
 
 
+# gRPC waits up to 120 s between connection attempts by default, which would outlast
+# the minute `llmping run` spends reconnecting to a restarted controller.
+RECONNECT_BACKOFF_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+
+
 def _channel_options(address: str) -> list[tuple[str, int]]:
+    options = list(RECONNECT_BACKOFF_OPTIONS)
     # gRPC honours http_proxy from the environment, and a proxy cannot reach our loopback.
     host = address.rsplit(":", 1)[0].strip("[]")
     if host in ("127.0.0.1", "localhost", "::1"):
-        return [("grpc.enable_http_proxy", 0)]
-    return []
+        options.append(("grpc.enable_http_proxy", 0))
+    return options
 
 
 class ControlClient:

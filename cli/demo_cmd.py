@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import queue
 import re
@@ -25,7 +26,6 @@ from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any, TypeVar
 
 import click
@@ -35,12 +35,8 @@ from rich.console import Console
 from llmping.cli import report_data
 from llmping.cli.client import ClientConfig, ControlClient
 from llmping.cli.report import FORMATS, emit_report
-from llmping.cli.run_cmds import (
-    exit_on_error,
-    stderr_console,
-    stdout_console,
-    submit_and_report,
-)
+from llmping.cli.run_cmds import exit_on_error, stderr_console, stdout_console
+from llmping.cli.run_follow import interrupt_exit_code, sigterm_as_interrupt, submit_and_report
 from llmping.errors import RunError
 from llmping.estimate import estimate_requests
 from llmping.plan import to_pb, validate_plan
@@ -160,8 +156,13 @@ def start_network(stack: contextlib.ExitStack, stderr: Console) -> Network:
 
 
 def llmping_command(*args: str) -> list[str]:
-    """Run this same llmping with this same interpreter, whatever PATH contains."""
-    return [sys.executable, "-c", "from llmping.cli.main import main; main()", *args]
+    """Run this same llmping with this same interpreter, whatever PATH contains.
+
+    ``-c`` alone would put the working folder first on sys.path, so the ``llmping/``
+    folder of a source checkout would hide the installed package. ``-P`` (Python 3.11+)
+    leaves the working folder out.
+    """
+    return [sys.executable, "-P", "-c", "from llmping.cli.main import main; main()", *args]
 
 
 def child_env() -> dict[str, str]:
@@ -174,7 +175,9 @@ def child_env() -> dict[str, str]:
 class Child:
     """A subprocess whose output goes to a log file, stopped with SIGTERM then SIGKILL."""
 
-    def __init__(self, name: str, args: list[str], log_path: Path, capture_stdout: bool) -> None:
+    def __init__(
+        self, name: str, args: list[str], log_path: Path, capture_stdout: bool, workdir: Path
+    ) -> None:
         self.name = name
         self.log_path = log_path
         self.log_file: IO[str] = log_path.open("w", encoding="utf-8")
@@ -186,6 +189,8 @@ class Child:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=child_env(),
+            # The demo's own folder, so nothing in the user's folder can be imported.
+            cwd=workdir,
             text=True,
             encoding="utf-8",
             errors="replace",
@@ -227,7 +232,7 @@ def start_controller(stack: contextlib.ExitStack, workdir: Path) -> tuple[Child,
     """Start `llmping controller` on a free port and return it with its address."""
     db_path = workdir / "demo.db"
     args = llmping_command("controller", "--listen", "127.0.0.1:0", "--db", str(db_path))
-    child = Child("controller", args, workdir / "controller.log", capture_stdout=True)
+    child = Child("controller", args, workdir / "controller.log", True, workdir)
     stack.callback(child.stop)
     assert child.process.stdout is not None
     lines: queue.Queue[str] = queue.Queue()
@@ -266,7 +271,7 @@ def start_agents(
             "--proxy",
             proxy_url,
         )
-        child = Child(f"{region} agent", args, workdir / f"agent-{region}.log", False)
+        child = Child(f"{region} agent", args, workdir / f"agent-{region}.log", False, workdir)
         stack.callback(child.stop)
         agents[region] = child
     return agents
@@ -308,18 +313,17 @@ def load_demo_plan(simulator_url: str, duration_s: float) -> pb.Plan:
     return to_pb(spec, source_yaml=source)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so the demo still stops what it started."""
+def report_later_hint(workdir: Path, run_id: str) -> str:
+    """Return the commands that show a demo run again once the demo has stopped.
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    The demo's controller stops with the demo, so a controller on the kept database
+    has to be started first. It listens on the default address of `llmping report`.
+    """
+    return (
+        "to look at this run again, start a controller on the demo database:\n"
+        f"  llmping controller --listen 127.0.0.1:50051 --db {workdir / 'demo.db'}\n"
+        f"  llmping report {run_id} --format html --output demo.html"
+    )
 
 
 def print_epilogue(report: pb.Report, controller: str, workdir: Path, keep_running: bool) -> None:
@@ -327,6 +331,12 @@ def print_epilogue(report: pb.Report, controller: str, workdir: Path, keep_runni
     run_id = report.run.run_id
     for reason in report_data.failure_reasons(report):
         stderr.print(f"note: {reason}", highlight=False)
+    if report_data.failed_thresholds(report):
+        stderr.print(
+            "note: the demo plan sets thresholds that a simulated provider fails on purpose, "
+            "to show how a failed threshold reads; `llmping run` would exit 1 here, "
+            "the demo exits 0"
+        )
     stderr.print(f"demo database: {workdir / 'demo.db'} (logs in {workdir})")
     if keep_running:
         stderr.print(
@@ -337,11 +347,7 @@ def print_epilogue(report: pb.Report, controller: str, workdir: Path, keep_runni
             "press Ctrl-C to stop everything"
         )
     else:
-        stderr.print(
-            "to look at this run again, start a controller on the same database:\n"
-            f"  llmping controller --listen 127.0.0.1:50051 --db {workdir / 'demo.db'}\n"
-            f"  llmping report {run_id} --format html --output demo.html"
-        )
+        stderr.print(report_later_hint(workdir, run_id))
 
 
 @contextlib.contextmanager
@@ -398,7 +404,8 @@ def _run_demo_steps(stack: contextlib.ExitStack, workdir: Path, options: DemoOpt
 
     plan = load_demo_plan(network.simulator_url, options.duration_s)
     stderr.print(estimate_requests(plan).describe(), highlight=False)
-    report = submit_and_report(client, plan, options.show_progress, stderr)
+    hint = functools.partial(report_later_hint, workdir)
+    report = submit_and_report(client, plan, options.show_progress, stderr, hint)
     emit_report(report, options.report_format, options.output, stdout_console(), stderr)
     print_epilogue(report, controller, workdir, options.keep_running)
     if options.keep_running:
@@ -445,14 +452,16 @@ def demo(
     """Measure simulated providers from two simulated regions, on this machine.
 
     Needs no API key and no internet access: everything runs on 127.0.0.1 and stops
-    once the report is printed, unless --keep-running is set.
+    once the report is printed, unless --keep-running is set. Exits 0 when the run
+    completes, also when a threshold of the demo plan fails, because some fail on
+    purpose. Exits 130 after Ctrl-C and 143 after SIGTERM.
     """
     try:
         options = DemoOptions(duration_s, keep_running, not no_progress, report_format, output)
         report = run_demo(options)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         click.echo("demo interrupted, everything it started is stopped", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(interrupt_exit_code(interrupt)) from None
     except (OSError, TimeoutError) as error:
         raise DemoError(f"the demo could not start: {error}") from error
     if report.run.state != pb.COMPLETED:

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llmping.cli.report_data import state_name
+from llmping.cli.report_sanitize import clean_text
 from llmping.v1 import llmping_pb2 as pb
 
 # Plain-line mode prints at most one line per interval so CI logs stay short.
@@ -37,14 +38,19 @@ def progress_table(progress: pb.RunProgress) -> Group:
     """Build the live view: one row per target plus a total."""
     run = progress.run
     heading = Text(
-        f"run {run.run_id}  {state_name(run.state)}  {progress.elapsed_s:.1f} s", style="bold"
+        clean_text(f"run {run.run_id}  {state_name(run.state)}  {progress.elapsed_s:.1f} s"),
+        style="bold",
     )
     table = Table(box=None, pad_edge=False)
     for column in ("target", "requests done", "errors", "rate/s"):
         table.add_column(column, justify="right" if column != "target" else "left")
     for target in progress.targets:
+        # Text, not str, so that rich reads no markup in a target name.
         table.add_row(
-            target.target, str(target.requests_done), str(target.errors), f"{target.rate_per_s:.1f}"
+            Text(clean_text(target.target)),
+            str(target.requests_done),
+            str(target.errors),
+            f"{target.rate_per_s:.1f}",
         )
     if len(progress.targets) > 1:
         table.add_row(
@@ -64,7 +70,7 @@ def progress_line(progress: pb.RunProgress) -> str:
         for t in progress.targets
     )
     heading = f"run {run.run_id} {state_name(run.state)} {progress.elapsed_s:.1f} s"
-    return f"{heading}: {targets or 'waiting'}"
+    return clean_text(f"{heading}: {targets or 'waiting'}")
 
 
 class LiveProgress:
@@ -115,7 +121,7 @@ class LineProgress:
             return
         self._last_print_ns = now_ns
         self._last_state = progress.run.state
-        self._console.print(progress_line(progress), highlight=False, soft_wrap=True)
+        self._console.print(progress_line(progress), highlight=False, soft_wrap=True, markup=False)
 
 
 class NoProgress:

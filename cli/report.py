@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from llmping.cli import report_html, report_table, report_text
+from llmping.cli.report_sanitize import printable_report
 from llmping.errors import InputError
 from llmping.v1 import llmping_pb2 as pb
 
@@ -22,13 +23,18 @@ FORMATS = tuple(RENDERERS)
 
 
 def render_report(report: pb.Report, report_format: str) -> str:
-    """Render a report in one of FORMATS."""
+    """Render a report in one of FORMATS, with control characters taken out of its text.
+
+    JSON keeps every string exactly, because it escapes control characters itself.
+    """
     renderer = RENDERERS.get(report_format)
     if renderer is None:
         raise InputError(
             f"unknown report format {report_format!r}, use one of {', '.join(FORMATS)}"
         )
-    return renderer(report)
+    if report_format == "json":
+        return renderer(report)
+    return renderer(printable_report(report))
 
 
 def emit_report(
@@ -36,7 +42,7 @@ def emit_report(
 ) -> None:
     """Write the report to ``output``, or print it; the table keeps its colors on a TTY."""
     if output is None and report_format == "table" and stdout.is_terminal:
-        report_table.print_table(report, stdout)
+        report_table.print_table(printable_report(report), stdout)
         return
     text = render_report(report, report_format)
     if output is None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from llmping.cli.report_sanitize import clean_text
 from llmping.v1 import llmping_pb2 as pb
 
 ERROR_GROUPS = ("4xx", "5xx", "other")
@@ -168,7 +169,10 @@ def cell_lines(summary: pb.Summary | None, mark: str = "") -> list[str]:
             f"TTFT avg {format_ms(ttft.mean)} p50 {format_ms(ttft.p50)} "
             f"/ p95 {format_ms(ttft.p95)} ms (n={ttft.count})"
         )
-    lines.append(f"loss {format_percent(summary.error_rate)} ({summary.errors}/{summary.requests})")
+    loss = f"loss {format_percent(summary.error_rate)} ({summary.errors}/{summary.requests})"
+    if summary.cancelled:
+        loss += f", {summary.cancelled} cancelled"
+    lines.append(loss)
     lines.append(stars(summary.score))
     if mark:
         lines.append(mark)
@@ -277,7 +281,11 @@ def failed_thresholds(report: pb.Report) -> list[pb.ThresholdResult]:
 
 
 def failure_reasons(report: pb.Report) -> list[str]:
-    """Return why the run should exit with status 1; empty when it passed."""
+    """Return why the run should exit with status 1; empty when it passed.
+
+    The reasons quote the run's reason and provider names, so their control characters
+    are replaced before they are printed.
+    """
     reasons: list[str] = []
     run = report.run
     if run.state in (pb.PARTIAL, pb.FAILED, pb.CANCELLED):
@@ -289,7 +297,7 @@ def failure_reasons(report: pb.Report) -> list[str]:
             f"threshold failed: {describe_threshold(result.threshold)} for "
             f"{threshold_scope(result)}, observed {result.observed:g}"
         )
-    return reasons
+    return [clean_text(reason) for reason in reasons]
 
 
 def header_lines(report: pb.Report) -> list[str]:
@@ -312,10 +320,15 @@ def header_lines(report: pb.Report) -> list[str]:
 
 
 def diagnosis_rows(report: pb.Report) -> Iterable[list[str]]:
-    """Yield one row per agent assignment: agent, target, verdict and the figures behind it."""
+    """Yield one row per agent assignment: agent, target, verdict and the figures behind it.
+
+    The rows match diagnosis_columns(report), so they end with the count of requests
+    that failed inside the agent only when some agent had such failures.
+    """
+    show_failed_locally = _any_failed_locally(report)
     for entry in report.agent_diagnoses:
         diagnosis = entry.diagnosis
-        yield [
+        row = [
             entry.agent_id,
             entry.target,
             diagnosis.verdict or "ok",
@@ -325,6 +338,9 @@ def diagnosis_rows(report: pb.Report) -> Iterable[list[str]]:
             f"{diagnosis.cpu_percent_max:.0f}%",
             f"{diagnosis.requests_delayed_by_cap}/{diagnosis.requests_dropped_by_cap}",
         ]
+        if show_failed_locally:
+            row.append(str(diagnosis.requests_failed_locally))
+        yield row
 
 
 DIAGNOSIS_COLUMNS = [
@@ -336,3 +352,19 @@ DIAGNOSIS_COLUMNS = [
     "cpu max",
     "delayed/dropped by cap",
 ]
+FAILED_LOCALLY_COLUMN = "failed in agent"
+
+
+def diagnosis_columns(report: pb.Report) -> list[str]:
+    """Return the self-diagnosis columns, with FAILED_LOCALLY_COLUMN only when it is needed.
+
+    The count of requests that failed inside the agent gets a column only when some
+    agent counted any, so the table stays narrow otherwise.
+    """
+    if _any_failed_locally(report):
+        return [*DIAGNOSIS_COLUMNS, FAILED_LOCALLY_COLUMN]
+    return list(DIAGNOSIS_COLUMNS)
+
+
+def _any_failed_locally(report: pb.Report) -> bool:
+    return any(entry.diagnosis.requests_failed_locally for entry in report.agent_diagnoses)

@@ -214,7 +214,7 @@ def _diagnosis_section(report: pb.Report) -> str:
     if not report.agent_diagnoses:
         return ""
     rows = [[_td(cell) for cell in row] for row in data.diagnosis_rows(report)]
-    return "<h2>Agent self-diagnosis</h2>" + _table(data.DIAGNOSIS_COLUMNS, rows)
+    return "<h2>Agent self-diagnosis</h2>" + _table(data.diagnosis_columns(report), rows)
 
 
 def _plan_section(report: pb.Report) -> str:

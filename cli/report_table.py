@@ -1,4 +1,8 @@
-"""Terminal report: provider rows x target columns, like the comparison tables users share."""
+"""Terminal report: provider rows x target columns, like the comparison tables users share.
+
+Every cell is a rich Text, never a str, because rich would read a str as markup: a
+provider message such as "[/x]" would raise MarkupError and "[bold]" would style it.
+"""
 
 from __future__ import annotations
 
@@ -79,13 +83,8 @@ def _errors_section(report: pb.Report) -> list[RenderableType]:
         grouped = data.group_error_classes(summary.error_classes)
         groups = [", ".join(f"{name} x{count}" for name, count in grouped[g]) for g in grouped]
         sample = summary.sample_error_details[0][:80] if summary.sample_error_details else ""
-        table.add_row(
-            summary.provider,
-            summary.target,
-            f"{summary.errors}/{summary.requests}",
-            *groups,
-            sample,
-        )
+        cells = [summary.provider, summary.target, f"{summary.errors}/{summary.requests}"]
+        table.add_row(*map(Text, [*cells, *groups, sample]))
     return [table]
 
 
@@ -98,9 +97,9 @@ def _thresholds_section(report: pb.Report) -> list[RenderableType]:
     for result in report.threshold_results:
         verdict = Text("pass", "green") if result.passed else Text("FAIL", "bold red")
         table.add_row(
-            data.describe_threshold(result.threshold),
-            data.threshold_scope(result),
-            f"{result.observed:g}",
+            Text(data.describe_threshold(result.threshold)),
+            Text(data.threshold_scope(result)),
+            Text(f"{result.observed:g}"),
             verdict,
         )
     return [table]
@@ -110,10 +109,10 @@ def _diagnosis_section(report: pb.Report) -> list[RenderableType]:
     if not report.agent_diagnoses:
         return []
     table = Table(title="Agent self-diagnosis", title_justify="left")
-    for column in data.DIAGNOSIS_COLUMNS:
+    for column in data.diagnosis_columns(report):
         table.add_column(column)
     for row in data.diagnosis_rows(report):
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     return [table]
 
 

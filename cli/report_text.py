@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 from google.protobuf.json_format import MessageToDict
 
@@ -13,6 +14,8 @@ from llmping.v1 import llmping_pb2 as pb
 
 DISTRIBUTION_FIELDS = ("count", "mean", "p50", "p90", "p95", "p99", "max")
 DISTRIBUTION_METRICS = ("ttft_ms", "e2e_ms", "ttfb_ms", "tpot_ms", "start_lag_ms")
+# json.dumps escapes C0 characters but writes DEL and C1 characters as they are.
+_UNESCAPED_CONTROLS = re.compile(r"[\x7f-\x9f]")
 
 
 def to_json(report: pb.Report) -> str:
@@ -26,12 +29,14 @@ def to_json(report: pb.Report) -> str:
         always_print_fields_with_no_presence=True,
         unquote_int64_if_possible=True,
     )
-    return json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    text = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    # These characters can only be inside strings, where a \uXXXX escape is the same text.
+    return _UNESCAPED_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def csv_columns() -> list[str]:
     columns = ["run_id", "provider", "model", "target", "not_available"]
-    columns += ["requests", "successes", "errors", "error_rate", "warmup_requests"]
+    columns += ["requests", "successes", "errors", "error_rate", "warmup_requests", "cancelled"]
     for metric in DISTRIBUTION_METRICS:
         name = metric.removesuffix("_ms")
         columns += [
@@ -55,6 +60,7 @@ def _csv_row(report: pb.Report, summary: pb.Summary) -> list[object]:
         summary.errors,
         summary.error_rate,
         summary.warmup_requests,
+        summary.cancelled,
     ]
     for metric in DISTRIBUTION_METRICS:
         distribution = getattr(summary, metric)
@@ -162,7 +168,7 @@ def _md_diagnoses(report: pb.Report) -> list[str]:
     if not report.agent_diagnoses:
         return []
     rows = [[_md_escape(cell) for cell in row] for row in data.diagnosis_rows(report)]
-    return ["", "## Agent self-diagnosis", "", *_md_table(data.DIAGNOSIS_COLUMNS, rows)]
+    return ["", "## Agent self-diagnosis", "", *_md_table(data.diagnosis_columns(report), rows)]
 
 
 def to_markdown(report: pb.Report) -> str:

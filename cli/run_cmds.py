@@ -1,7 +1,12 @@
 """The run, agents, runs, report and cancel commands.
 
-Exit status: 0 ok; 1 the run ended PARTIAL, FAILED or CANCELLED, or a threshold
-failed; 2 invalid input (plan, flag, file); 3 controller unreachable; 130 after Ctrl-C.
+Exit status:
+  0    ok
+  1    the run ended PARTIAL, FAILED or CANCELLED, or a threshold failed
+  2    invalid input (plan, flag, file)
+  3    controller unreachable; `llmping run` first retries for a minute
+  130  Ctrl-C, after `llmping run` cancelled its run on the controller
+  143  SIGTERM, likewise
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from llmping.cli import report_data
 from llmping.cli.client import (
@@ -26,18 +32,16 @@ from llmping.cli.client import (
     ClientConfig,
     ControlClient,
 )
-from llmping.cli.progress import ProgressView, make_progress
 from llmping.cli.report import FORMATS, emit_report
-from llmping.errors import LlmpingError, RunError
+from llmping.cli.report_sanitize import clean_text
+from llmping.cli.run_follow import interrupt_exit_code, sigterm_as_interrupt, submit_and_report
+from llmping.errors import LlmpingError
 from llmping.estimate import estimate_requests
 from llmping.plan import load_plan
 from llmping.v1 import llmping_pb2 as pb
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-EXIT_INTERRUPTED = 130
-
 
 # Width for tables written to a pipe or file, where rich would otherwise assume 80 columns.
 PIPE_WIDTH = 160
@@ -51,8 +55,14 @@ def stdout_console() -> Console:
 
 
 def stderr_console() -> Console:
-    # Soft wrap keeps status lines whole, so paths and commands can be copied.
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    # Soft wrap keeps status lines whole, so paths and commands can be copied. Messages
+    # quote provider and controller text, so brackets in them must not be read as markup.
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def text_cells(*values: str) -> list[Text]:
+    """Wrap table cells as Text, with control characters replaced and no markup read."""
+    return [Text(clean_text(value)) for value in values]
 
 
 def exit_on_error(command: Callable[P, R]) -> Callable[P, R]:
@@ -63,7 +73,8 @@ def exit_on_error(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except LlmpingError as error:
-            click.echo(f"error: {error}", err=True)
+            # Messages may quote the controller's or a provider's text.
+            click.echo(f"error: {clean_text(str(error), keep_lines=True)}", err=True)
             raise SystemExit(error.exit_code) from error
 
     return wrapper
@@ -95,50 +106,6 @@ def _client(controller: str, token: str | None) -> ControlClient:
 # ---------------------------------------------------------------------------
 # llmping run
 # ---------------------------------------------------------------------------
-
-
-def follow_run(client: ControlClient, run_id: str, view: ProgressView) -> None:
-    """Show progress until the run reaches a final state or the stream ends."""
-    with view:
-        for progress in client.watch_run(run_id):
-            view.update(progress)
-            if progress.run.state in report_data.TERMINAL_STATES:
-                return
-
-
-def cancel_after_interrupt(client: ControlClient, run_id: str, stderr: Console) -> NoReturn:
-    """Cancel the run on the controller after Ctrl-C, then exit with status 130."""
-    stderr.print(f"interrupted, cancelling run {run_id} on the controller")
-    try:
-        info = client.cancel_run(run_id, "cancelled from the CLI (Ctrl-C)")
-    except LlmpingError as error:
-        stderr.print(f"error: cancelling run {run_id} failed: {error}")
-        raise SystemExit(EXIT_INTERRUPTED) from error
-    stderr.print(
-        f"run {run_id} is {report_data.state_name(info.state)}; "
-        f"see what it stored with `llmping report {run_id}`"
-    )
-    raise SystemExit(EXIT_INTERRUPTED)
-
-
-def submit_and_report(
-    client: ControlClient, plan: pb.Plan, show_progress: bool, stderr: Console
-) -> pb.Report:
-    """Submit a plan, follow it, and return its report once the run has ended."""
-    info = client.submit_run(plan)
-    stderr.print(f"run {info.run_id} submitted to {client.address}")
-    try:
-        follow_run(client, info.run_id, make_progress(stderr, show_progress))
-        report = client.get_report(info.run_id)
-    except KeyboardInterrupt:
-        cancel_after_interrupt(client, info.run_id, stderr)
-    if report.run.state not in report_data.TERMINAL_STATES:
-        raise RunError(
-            f"the controller ended the progress stream while run {info.run_id} is still "
-            f"{report_data.state_name(report.run.state)}, "
-            f"get the report later with `llmping report {info.run_id}`"
-        )
-    return report
 
 
 def exit_for_verdict(report: pb.Report, stderr: Console) -> None:
@@ -181,7 +148,12 @@ def run(
     controller: str,
     token: str | None,
 ) -> None:
-    """Run PLAN (a YAML file) on the controller's agents and print the report."""
+    """Run PLAN (a YAML file) on the controller's agents and print the report.
+
+    When the controller cannot be reached mid-run, the command retries for a minute
+    before it exits 3. Ctrl-C or SIGTERM cancels the run on the controller and exits
+    130 or 143.
+    """
     stderr = stderr_console()
     plan = load_plan(plan_file)
     stderr.print(estimate_requests(plan).describe(), highlight=False)
@@ -189,8 +161,11 @@ def run(
         stderr.print(f"plan {plan.name!r} is valid; dry run, nothing submitted")
         return
 
-    with _client(controller, token) as client:
-        report = submit_and_report(client, plan, not no_progress, stderr)
+    try:
+        with sigterm_as_interrupt(), _client(controller, token) as client:
+            report = submit_and_report(client, plan, not no_progress, stderr)
+    except KeyboardInterrupt as interrupt:
+        raise SystemExit(interrupt_exit_code(interrupt)) from None
 
     emit_report(report, report_format, output, stdout_console(), stderr)
     exit_for_verdict(report, stderr)
@@ -215,15 +190,17 @@ def agents_table(agents: list[pb.AgentInfo]) -> Table:
     for agent in sorted(agents, key=lambda a: (a.labels.get("region", ""), a.agent_id)):
         labels = ", ".join(f"{k}={v}" for k, v in sorted(agent.labels.items()))
         table.add_row(
-            agent.agent_id,
-            labels,
-            agent.hostname,
-            agent.peer,
-            agent.version,
-            _age_s(agent.last_heartbeat_unix_ns),
-            f"{agent.clock_offset_ns / 1e6:.1f} ms",
-            str(agent.load.requests_in_flight),
-            str(len(agent.assignment_ids)),
+            *text_cells(
+                agent.agent_id,
+                labels,
+                agent.hostname,
+                agent.peer,
+                agent.version,
+                _age_s(agent.last_heartbeat_unix_ns),
+                f"{agent.clock_offset_ns / 1e6:.1f} ms",
+                str(agent.load.requests_in_flight),
+                str(len(agent.assignment_ids)),
+            )
         )
     return table
 
@@ -267,12 +244,14 @@ def runs_table(runs_found: list[pb.RunInfo]) -> Table:
         if info.ended_unix_ns and started:
             took = f"{(info.ended_unix_ns - started) / 1e9:.1f} s"
         table.add_row(
-            info.run_id,
-            info.plan_name,
-            report_data.state_name(info.state),
-            report_data.format_unix_ns(info.created_unix_ns),
-            took,
-            info.reason,
+            *text_cells(
+                info.run_id,
+                info.plan_name,
+                report_data.state_name(info.state),
+                report_data.format_unix_ns(info.created_unix_ns),
+                took,
+                info.reason,
+            )
         )
     return table
 

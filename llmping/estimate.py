@@ -16,6 +16,9 @@ from llmping.v1 import llmping_pb2 as pb
 # A closed-loop run limited only by duration sends a new request as soon as the provider
 # responds, so the cost estimate has to assume a response time.
 ASSUMED_E2E_S = 1.0
+# Request counts travel as int64, so an estimate above this has no useful bound. Plans
+# that no CLI validated can also carry infinite or NaN figures, which end up here too.
+MAX_COUNTED_REQUESTS = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,17 @@ class CostEstimate:
     input_tokens_total: int
     output_tokens_max: int
     notes: list[str] = field(default_factory=list)
+    # False when the load has no end, or figures too large or not finite to count; the
+    # counts are then MAX_COUNTED_REQUESTS.
+    bounded: bool = True
 
     def describe(self) -> str:
+        if not self.bounded:
+            return (
+                "estimate: no upper bound on the number of requests "
+                f"({self.cells} provider and target pairs): the load has no end, or its "
+                "figures are infinite, not numbers or too large"
+            )
         text = (
             f"estimate: {self.requests_total} requests "
             f"({self.requests_per_cell} per provider per target x {self.cells} pairs), "
@@ -57,7 +69,7 @@ def _closed_requests(load: pb.LoadSpec) -> float:
     return load.concurrency * load.duration_s / ASSUMED_E2E_S
 
 
-def _requests_per_cell(load: pb.LoadSpec) -> tuple[int, list[str]]:
+def _requests_per_cell(load: pb.LoadSpec) -> tuple[float, list[str]]:
     notes: list[str] = []
     if load.mode == pb.LoadSpec.CLOSED:
         # The CLI fills in duration_s for staged loads, but other gRPC clients may not.
@@ -72,11 +84,13 @@ def _requests_per_cell(load: pb.LoadSpec) -> tuple[int, list[str]]:
         by_time = _stage_requests(load.stages)
     else:
         by_time = load.rate_per_s * load.duration_s if load.duration_s else math.inf
+    if math.isnan(by_time):
+        by_time = math.inf  # NaN figures give no bound, but request_count still can
     if load.request_count:
         by_time = min(by_time, float(load.request_count))
     if load.retry.max_attempts > 1:
         notes.append(f"retries can add up to {load.retry.max_attempts - 1} attempts per request")
-    return math.ceil(by_time), notes
+    return by_time, notes
 
 
 def estimate_prompt_tokens(messages: Sequence[pb.ChatMessage]) -> int:
@@ -98,8 +112,19 @@ def estimate_requests(plan: pb.Plan) -> CostEstimate:
     Load applies per provider per target, so the total is the per-pair figure times the
     number of (provider, target) pairs. Warm-up requests count because they cost too.
     """
-    per_cell, notes = _requests_per_cell(plan.load)
+    per_cell_float, notes = _requests_per_cell(plan.load)
     cells = len(plan.providers) * len(plan.targets)
+    if not per_cell_float * max(cells, 1) < MAX_COUNTED_REQUESTS:
+        return CostEstimate(
+            requests_per_cell=MAX_COUNTED_REQUESTS,
+            cells=cells,
+            requests_total=MAX_COUNTED_REQUESTS,
+            input_tokens_total=MAX_COUNTED_REQUESTS,
+            output_tokens_max=MAX_COUNTED_REQUESTS,
+            notes=notes,
+            bounded=False,
+        )
+    per_cell = max(0, math.ceil(per_cell_float))
     total = per_cell * cells
     return CostEstimate(
         requests_per_cell=per_cell,
@@ -121,6 +146,13 @@ def request_cap_issue(plan: pb.Plan) -> tuple[str, str] | None:
     if cap <= 0:
         return None
     estimate = estimate_requests(plan)
+    if not estimate.bounded:
+        problem = (
+            "the plan has no upper bound on the number of requests "
+            "(the load has no end, or its figures are infinite, not numbers or too large), "
+            f"so it may exceed the cap of {cap}"
+        )
+        return problem, "set load.duration_s or load.request_count to finite values"
     if estimate.requests_total <= cap:
         return None
     problem = (

@@ -103,6 +103,8 @@ def issue_from_pydantic(error: Any) -> PlanIssue:
         return _unknown_key_issue(loc)
     if kind == "missing":
         return PlanIssue(format_path(loc), "missing required key", f"add {loc[-1]}: to the plan")
+    if kind in _NUMBER_ERRORS:
+        return _number_issue(loc, kind, ctx, error.get("input"))
     problem = str(error["msg"]).removeprefix("Value error, ")
     secret = any(p in ("api_key_env", "headers") for p in loc)
     value = error.get("input")
@@ -123,3 +125,53 @@ def _unknown_key_issue(loc: list[int | str]) -> PlanIssue:
     else:
         hint = "remove it"
     return PlanIssue(format_path(loc), f"unknown key {key!r}", hint)
+
+
+# ---------------------------------------------------------------------------
+# Numbers: wrong type, not finite, over a limit.
+# ---------------------------------------------------------------------------
+
+_NUMBER_ERRORS = frozenset({"int_type", "float_type", "finite_number", "less_than_equal"})
+_SECONDS_PER_DAY = 86400
+
+
+def _number_issue(
+    loc: Sequence[int | str], kind: str, ctx: dict[str, Any], value: Any
+) -> PlanIssue:
+    """Describe a wrongly typed, non-finite or too large number with the fix."""
+    path = format_path(loc)
+    unit = " s" if str(loc[-1]).endswith("_s") else ""
+    if kind == "finite_number":
+        return PlanIssue(path, f"{value} is not a finite number", "write a number such as 10")
+    if kind == "less_than_equal":
+        limit = f"{_format_number(ctx['le'])}{unit}{_in_days(ctx['le'], unit)}"
+        problem = f"{_format_number(value)}{unit} is over the maximum of {limit}"
+        return PlanIssue(path, problem, f"use at most {limit}")
+    expected = "an integer" if kind == "int_type" else "a number"
+    if isinstance(value, bool):
+        return PlanIssue(
+            path, f"expected {expected}, got {str(value).lower()}", "write a number, e.g. 4"
+        )
+    if isinstance(value, str):
+        return PlanIssue(
+            path, f"expected {expected}, got the string {value[:60]!r}", "remove the quotes"
+        )
+    if isinstance(value, float):
+        return PlanIssue(path, f"expected {expected}, got {value:g}", "write a whole number")
+    return PlanIssue(path, f"expected {expected}, got {type(value).__name__}", "write a number")
+
+
+def _format_number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _in_days(limit: Any, unit: str) -> str:
+    """Return " (30 days)" for a limit in seconds that is a whole number of days."""
+    if unit != " s" or limit % _SECONDS_PER_DAY:
+        return ""
+    days = int(limit // _SECONDS_PER_DAY)
+    return f" ({days} day{'s' if days != 1 else ''})"

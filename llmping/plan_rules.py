@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from llmping.plan_convert import resolve_provider
 from llmping.plan_issues import PlanIssue
 from llmping.plan_schema import (
+    MAX_RUN_S,
     LoadSpecModel,
     PlanSpec,
     ProviderSpec,
@@ -116,6 +117,13 @@ def _check_load(load: LoadSpecModel) -> Iterator[PlanIssue]:
             "remove duration_s because the stages' durations add up to the run length",
         )
     run_length_s = total_duration_s(load)
+    if load.stages and run_length_s is not None and run_length_s > MAX_RUN_S:
+        yield PlanIssue(
+            "load.stages",
+            f"the stages add up to {run_length_s:.0f} s, "
+            f"over the maximum run length of {MAX_RUN_S:.0f} s ({MAX_RUN_S / 86400:.0f} days)",
+            "shorten the stages or split the load over several runs",
+        )
     if run_length_s is not None and load.warmup_s >= run_length_s:
         yield PlanIssue(
             "load.warmup_s",

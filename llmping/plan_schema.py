@@ -7,17 +7,40 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from llmping.controller.thresholds import metric_names as threshold_metric_names
 from llmping.presets import PRESETS
 
-# max_requests and seed travel as int64 fields of pb.LoadSpec.
+# Limits of the pb.Plan fields that each number travels in.
+INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
+# Limits that keep a typo (an extra zero, a value in ms) from becoming a run of years or
+# a figure no estimate can count. They are far above any real run.
+MAX_RUN_S = 30 * 86400.0
+MAX_TIMEOUT_S = 86400.0
+MAX_RATE_PER_S = 1_000_000.0
+
+# Strict types: YAML true and quoted numbers such as "2" are rejected instead of being
+# read as 1 and 2. StrictFloat still accepts an integer.
+Int32 = Annotated[StrictInt, Field(le=INT32_MAX)]
+Int64 = Annotated[StrictInt, Field(le=INT64_MAX)]
+FiniteFloat = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+RunSeconds = Annotated[StrictFloat, Field(allow_inf_nan=False, le=MAX_RUN_S)]
+TimeoutSeconds = Annotated[StrictFloat, Field(allow_inf_nan=False, le=MAX_TIMEOUT_S)]
+RatePerS = Annotated[StrictFloat, Field(allow_inf_nan=False, le=MAX_RATE_PER_S)]
 
 DEFAULT_TIMEOUTS_S = {"connect_s": 10.0, "ttft_s": 60.0, "idle_s": 30.0, "total_s": 300.0}
 
@@ -40,7 +63,9 @@ KNOWN_ERROR_CLASSES = frozenset(
         "cancelled",
     }
 )
-HTTP_ERROR_CLASS = re.compile(r"^http_[1-5][0-9][0-9]$")
+# http_429 names one status; http_4xx and http_5xx name a whole group, as the agent's
+# retry rule matches them.
+HTTP_ERROR_CLASS = re.compile(r"^http_([1-5][0-9][0-9]|[45]xx)$")
 
 # The controller evaluates thresholds, so its list of metric names is the one to accept.
 THRESHOLD_METRICS = frozenset(threshold_metric_names())
@@ -205,9 +230,9 @@ class RequestSpecModel(_Strict):
     """The request every provider receives; ``prompt`` is one user message."""
 
     messages: list[MessageSpec] = Field(min_length=1)
-    max_tokens: int = Field(default=512, gt=0)
+    max_tokens: Int32 = Field(default=512, gt=0)
     stream: bool = True
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    temperature: FiniteFloat | None = Field(default=None, ge=0.0, le=2.0)
     include_usage: bool = True
     new_connection_per_request: bool = False
 
@@ -228,17 +253,17 @@ class RequestSpecModel(_Strict):
 class StageSpec(_Strict):
     """One step of a stepped load: a rate (open loop) or a concurrency (closed loop)."""
 
-    rate_per_s: float | None = Field(default=None, gt=0)
-    concurrency: int | None = Field(default=None, gt=0)
-    duration_s: float = Field(gt=0)
-    ramp_s: float = Field(default=0.0, ge=0)
+    rate_per_s: RatePerS | None = Field(default=None, gt=0)
+    concurrency: Int32 | None = Field(default=None, gt=0)
+    duration_s: RunSeconds = Field(gt=0)
+    ramp_s: RunSeconds = Field(default=0.0, ge=0)
 
 
 class RetrySpec(_Strict):
     """Opt-in retries; every attempt is its own record."""
 
-    max_attempts: int = Field(default=2, ge=1, le=10)
-    backoff_s: float = Field(default=1.0, ge=0)
+    max_attempts: StrictInt = Field(default=2, ge=1, le=10)
+    backoff_s: TimeoutSeconds = Field(default=1.0, ge=0)
     on_error_classes: list[str] = Field(default_factory=lambda: ["http_429", "http_503"])
 
     @field_validator("on_error_classes")
@@ -248,7 +273,8 @@ class RetrySpec(_Strict):
             if error_class not in KNOWN_ERROR_CLASSES and not HTTP_ERROR_CLASS.match(error_class):
                 raise _plan_error(
                     f"unknown error class {error_class!r}",
-                    "use http_<status> or one of " + ", ".join(sorted(KNOWN_ERROR_CLASSES)),
+                    "use http_<status>, http_4xx, http_5xx or one of "
+                    + ", ".join(sorted(KNOWN_ERROR_CLASSES)),
                 )
         return value
 
@@ -257,19 +283,19 @@ class LoadSpecModel(_Strict):
     """Load applied to each provider from each target."""
 
     mode: Literal["closed", "constant", "poisson"] | None = None
-    concurrency: int | None = Field(default=None, gt=0)
-    rate_per_s: float | None = Field(default=None, gt=0)
+    concurrency: Int32 | None = Field(default=None, gt=0)
+    rate_per_s: RatePerS | None = Field(default=None, gt=0)
     stages: list[StageSpec] = Field(default_factory=list)
-    duration_s: float | None = Field(default=None, gt=0)
-    request_count: int | None = Field(default=None, gt=0)
-    warmup_s: float = Field(default=0.0, ge=0)
-    max_in_flight: int | None = Field(default=None, gt=0)
+    duration_s: RunSeconds | None = Field(default=None, gt=0)
+    request_count: Int64 | None = Field(default=None, gt=0)
+    warmup_s: RunSeconds = Field(default=0.0, ge=0)
+    max_in_flight: Int32 | None = Field(default=None, gt=0)
     overflow: Literal["delay", "drop"] = "delay"
     retry: RetrySpec | None = None
     # Cost guard: the plan is rejected when its estimated total request count exceeds it.
-    max_requests: int | None = Field(default=None, gt=0, le=INT64_MAX)
+    max_requests: Int64 | None = Field(default=None, gt=0)
     # Poisson arrivals repeat for the same seed.
-    seed: int | None = Field(default=None, le=INT64_MAX)
+    seed: Int64 | None = None
 
     @field_validator("seed")
     @classmethod
@@ -320,10 +346,10 @@ class TargetSpec(_Strict):
 class TimeoutsSpec(_Strict):
     """Per-request timeouts in seconds."""
 
-    connect_s: float = Field(default=DEFAULT_TIMEOUTS_S["connect_s"], gt=0)
-    ttft_s: float = Field(default=DEFAULT_TIMEOUTS_S["ttft_s"], gt=0)
-    idle_s: float = Field(default=DEFAULT_TIMEOUTS_S["idle_s"], gt=0)
-    total_s: float = Field(default=DEFAULT_TIMEOUTS_S["total_s"], gt=0)
+    connect_s: TimeoutSeconds = Field(default=DEFAULT_TIMEOUTS_S["connect_s"], gt=0)
+    ttft_s: TimeoutSeconds = Field(default=DEFAULT_TIMEOUTS_S["ttft_s"], gt=0)
+    idle_s: TimeoutSeconds = Field(default=DEFAULT_TIMEOUTS_S["idle_s"], gt=0)
+    total_s: TimeoutSeconds = Field(default=DEFAULT_TIMEOUTS_S["total_s"], gt=0)
 
 
 class ThresholdSpec(_Strict):
@@ -331,7 +357,7 @@ class ThresholdSpec(_Strict):
 
     metric: str
     op: Literal["lt", "le", "gt", "ge"]
-    value: float
+    value: FiniteFloat
     provider: str = ""
     target: str = ""
 

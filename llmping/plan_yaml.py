@@ -29,6 +29,13 @@ def _construct_mapping(loader: _PlanLoader, node: yaml.MappingNode) -> dict[Any,
 
 
 _PlanLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+# YAML 1.1 needs a dot in a float, so PyYAML reads 1e3 and 5e-1 as strings. Plans read
+# them as the numbers YAML 1.2 and JSON make of them.
+_PlanLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def _yaml_error(source: str, error: yaml.YAMLError) -> InputError:

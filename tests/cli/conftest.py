@@ -1,15 +1,29 @@
-"""Shared helpers for the CLI tests: a hand-made report and a ControlService on port 0."""
+"""Shared helpers for the CLI tests.
+
+A hand-made report, a scripted ControlService on port 0, and real llmping processes
+(simulator, controller, agents) started as subprocesses on loopback.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import pytest
 
+from llmping.cli.client import ClientConfig, ControlClient
+from llmping.errors import LlmpingError
 from llmping.v1 import llmping_pb2 as pb
 from llmping.v1 import llmping_pb2_grpc as pb_grpc
 
@@ -195,3 +209,174 @@ def control_server() -> Callable[
 @pytest.fixture
 def unused_port() -> int:
     return closed_port()
+
+
+# ---------------------------------------------------------------------------
+# Real llmping processes: simulator, controller, agents and CLI commands. Each runs
+# as `python -P -c ...` with its working folder and its output files in tmp_path.
+# ---------------------------------------------------------------------------
+
+# -P keeps the working folder off sys.path, as the demo does for its children.
+LLMPING = [sys.executable, "-P", "-c", "from llmping.cli.main import main; main()"]
+LISTENING = re.compile(r"listening on (\S+)")
+START_TIMEOUT_S = 20.0
+POLL_INTERVAL_S = 0.05
+STOP_TIMEOUT_S = 10.0
+# Variables from the developer's shell that would send a child somewhere else.
+DROPPED_PREFIXES = ("LLMPING_", "OTEL_")
+DROPPED_NAMES = frozenset(
+    {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "grpc_proxy"}
+    | {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"}
+)
+
+
+def child_environment() -> dict[str, str]:
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(DROPPED_PREFIXES) and name not in DROPPED_NAMES
+    }
+    environment["PYTHONUNBUFFERED"] = "1"
+    environment["PYTHONIOENCODING"] = "utf-8"
+    return environment
+
+
+def poll_until(condition: Callable[[], bool], timeout_s: float, description: str) -> None:
+    """Poll condition until it is true, and fail with the description after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {description}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+@dataclass
+class ChildProcess:
+    """An llmping subprocess whose stdout and stderr go to files."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def describe(self) -> str:
+        status = "running" if self.popen.poll() is None else f"exited {self.popen.returncode}"
+        return f"--- {self.name} ({status})\n{self.stdout()[-2000:]}\n{self.stderr()[-3000:]}"
+
+    def wait_for(
+        self, pattern: re.Pattern[str], timeout_s: float = START_TIMEOUT_S
+    ) -> re.Match[str]:
+        """Poll both outputs for pattern; fail when the process exits first."""
+        found: list[re.Match[str]] = []
+
+        def matched() -> bool:
+            match = pattern.search(self.stdout()) or pattern.search(self.stderr())
+            if match is not None:
+                found.append(match)
+                return True
+            if self.popen.poll() is not None:
+                pytest.fail(
+                    f"{self.name} exited before printing {pattern.pattern!r}\n{self.describe()}"
+                )
+            return False
+
+        poll_until(matched, timeout_s, f"{self.name} to print {pattern.pattern!r}")
+        return found[0]
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{self.name} did not exit within {timeout_s:g} s\n{self.describe()}")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            self.popen.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(STOP_TIMEOUT_S)
+
+
+@dataclass
+class Processes:
+    """Starts llmping subprocesses in one folder and stops them all at teardown."""
+
+    folder: Path
+    children: list[ChildProcess] = field(default_factory=list)
+
+    def start(self, name: str, *args: str) -> ChildProcess:
+        number = len(self.children)
+        stdout_path = self.folder / f"{number}-{name}.out"
+        stderr_path = self.folder / f"{number}-{name}.err"
+        with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+            popen = subprocess.Popen(
+                [*LLMPING, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env=child_environment(),
+                cwd=self.folder,
+            )
+        child = ChildProcess(name, popen, stdout_path, stderr_path)
+        self.children.append(child)
+        return child
+
+    def simulator(self) -> str:
+        """Start `llmping simulate` with the built-in providers and return its URL."""
+        child = self.start("simulator", "simulate", "--listen", "127.0.0.1:0")
+        return child.wait_for(re.compile(r"simulator listening on (http://\S+)")).group(1)
+
+    def controller(self, db_path: Path, listen: str = "127.0.0.1:0") -> tuple[ChildProcess, str]:
+        """Start `llmping controller` and return it with its HOST:PORT."""
+        child = self.start("controller", "controller", "--listen", listen, "--db", str(db_path))
+        return child, child.wait_for(LISTENING).group(1)
+
+    def agent(self, controller: str, region: str) -> ChildProcess:
+        """Start `llmping agent` for a region and wait until the controller lists it."""
+        agent_id = f"cli-{region}"
+        child = self.start(
+            f"agent-{region}",
+            "agent",
+            "--controller",
+            controller,
+            "--region",
+            region,
+            "--agent-id",
+            agent_id,
+        )
+
+        def connected() -> bool:
+            if child.popen.poll() is not None:
+                pytest.fail(f"agent {agent_id} exited\n{child.describe()}")
+            with ControlClient(ClientConfig(address=controller)) as client:
+                try:
+                    return any(a.agent_id == agent_id for a in client.list_agents())
+                except LlmpingError:
+                    return False
+
+        poll_until(connected, START_TIMEOUT_S, f"agent {agent_id} to connect")
+        return child
+
+    def describe(self) -> str:
+        return "\n".join(child.describe() for child in self.children)
+
+    def stop_all(self) -> None:
+        """Stop agents first and controllers last, so agents can send their last results."""
+        controllers = [c for c in self.children if c.name == "controller"]
+        for child in [c for c in self.children if c.name != "controller"] + controllers:
+            child.stop()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    started = Processes(tmp_path)
+    yield started
+    started.stop_all()

@@ -7,15 +7,23 @@ every provider's time to first token must read about 70 ms higher from shanghai.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from llmping.cli import demo_cmd
+from llmping.v1 import llmping_pb2 as pb
 
 DEMO_TIMEOUT_S = 60
 TTFT_AVG = re.compile(r"TTFT avg (\d+(?:\.\d+)?)")
 
 
 def run_demo() -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from llmping.cli.main import main; main()"]
+    command = [sys.executable, "-P", "-c", "from llmping.cli.main import main; main()"]
     process = subprocess.Popen(
         [*command, "demo", "--duration-s", "5"],
         stdout=subprocess.PIPE,
@@ -70,3 +78,108 @@ def test_demo_shows_both_regions_and_their_difference() -> None:
     differences = [shanghai - tokyo for shanghai, tokyo in ttft.values()]
     # Expected 70 ms per provider; half of it leaves room for jitter over few requests.
     assert sum(differences) / len(differences) > 35, differences
+
+
+# ---------------------------------------------------------------------------
+# Child processes of the demo.
+# ---------------------------------------------------------------------------
+
+
+def write_decoy_package(folder: Path) -> None:
+    """Put an `llmping` package in folder that fails on import, as a source checkout's would."""
+    decoy = folder / "llmping"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text('raise ImportError("decoy llmping imported")\n', "utf-8")
+
+
+def test_child_command_ignores_llmping_in_cwd(tmp_path: Path) -> None:
+    write_decoy_package(tmp_path)
+    result = subprocess.run(
+        demo_cmd.llmping_command("controller", "--help"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "decoy" not in result.stderr
+    assert "--listen" in result.stdout
+
+
+def test_child_runs_in_the_demo_folder(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "import os; print(os.getcwd())"]
+    child = demo_cmd.Child("probe", command, tmp_path / "probe.log", False, tmp_path)
+    child.process.wait(30)
+    child.stop()
+    assert (tmp_path / "probe.log").read_text("utf-8").strip() == str(tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# How the demo ends.
+# ---------------------------------------------------------------------------
+
+SUBMITTED = re.compile(r"run (\S+) submitted to")
+
+
+def test_epilogue_says_the_failed_threshold_is_intended(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    threshold = pb.Threshold(metric="error_rate", op="lt", value=0.05)
+    report = pb.Report(
+        run=pb.RunInfo(run_id="demo-1", state=pb.COMPLETED),
+        threshold_results=[
+            pb.ThresholdResult(
+                threshold=threshold, provider="budget-relay", observed=0.08, passed=False
+            )
+        ],
+    )
+
+    demo_cmd.print_epilogue(report, "127.0.0.1:1", tmp_path, keep_running=False)
+
+    err = capsys.readouterr().err
+    assert "note: threshold failed: error_rate < 0.05 for budget-relay" in err
+    assert "fails on purpose" in err
+    assert "the demo exits 0" in err
+    assert f"llmping controller --listen 127.0.0.1:50051 --db {tmp_path / 'demo.db'}" in err
+
+
+def test_epilogue_without_failed_threshold_has_no_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = pb.Report(run=pb.RunInfo(run_id="demo-1", state=pb.COMPLETED))
+    demo_cmd.print_epilogue(report, "127.0.0.1:1", tmp_path, keep_running=False)
+    assert "on purpose" not in capsys.readouterr().err
+
+
+def test_sigterm_stops_demo_with_143_and_report_hint(tmp_path: Path) -> None:
+    stderr_path = tmp_path / "demo.err"
+    with stderr_path.open("w", encoding="utf-8") as stderr:
+        process = subprocess.Popen(
+            demo_cmd.llmping_command("demo", "--duration-s", "30", "--no-progress"),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=tmp_path,
+        )
+    try:
+        deadline = time.monotonic() + DEMO_TIMEOUT_S
+        while not SUBMITTED.search(stderr_path.read_text("utf-8")):
+            assert process.poll() is None, stderr_path.read_text("utf-8")
+            assert time.monotonic() < deadline, "the demo never submitted its run"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(DEMO_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    err = stderr_path.read_text("utf-8")
+    submitted = SUBMITTED.search(err)
+    assert submitted is not None, err
+    run_id = submitted.group(1)
+
+    assert exit_code == 143, err
+    assert f"interrupted by SIGTERM, cancelling run {run_id}" in err
+    assert "llmping controller --listen 127.0.0.1:50051 --db " in err
+    assert f"llmping report {run_id}" in err
+    assert "demo interrupted, everything it started is stopped" in err

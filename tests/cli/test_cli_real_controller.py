@@ -43,6 +43,7 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process = subprocess.Popen(
         [
             sys.executable,
+            "-P",
             "-c",
             "from llmping.cli.main import main; main()",
             "controller",

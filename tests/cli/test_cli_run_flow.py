@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from llmping.cli import run_cmds
+from llmping.cli import run_cmds, run_follow
 from llmping.v1 import llmping_pb2 as pb
 from llmping.v1 import llmping_pb2_grpc as pb_grpc
 
@@ -245,6 +246,7 @@ def test_ctrl_c_cancels_run_on_controller(
         process = subprocess.Popen(
             [
                 sys.executable,
+                "-P",
                 "-c",
                 "from llmping.cli.main import main; main()",
                 "run",
@@ -269,3 +271,73 @@ def test_ctrl_c_cancels_run_on_controller(
     assert "Ctrl-C" in servicer.cancelled[0].reason
     assert "cancelling run run-0001" in err
     assert "llmping report run-0001" in err
+
+
+def test_sigterm_cancels_run_and_exits_143(
+    control_server: ServeControl, sample_report: pb.Report, plan_file: Path
+) -> None:
+    servicer = ScriptedControl(sample_report, block_watch=True)
+    with control_server(servicer) as address:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-c",
+                "from llmping.cli.main import main; main()",
+                "run",
+                str(plan_file),
+                "--controller",
+                address,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert servicer.watching.wait(60), "the CLI never started watching the run"
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 143, err
+    assert [c.run_id for c in servicer.cancelled] == ["run-0001"]
+    assert "SIGTERM" in servicer.cancelled[0].reason
+    assert "interrupted by SIGTERM, cancelling run run-0001" in err
+    assert f"llmping report run-0001 --controller {address}" in err
+
+
+def test_lost_controller_exits_3(
+    sample_report: pb.Report, plan_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_follow, "RECONNECT_WINDOW_S", 1.0)
+    servicer = ScriptedControl(sample_report, block_watch=True)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_ControlServiceServicer_to_server(servicer, server)
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+
+    def stop_once_watched() -> None:
+        servicer.watching.wait(30)
+        server.stop(grace=None)
+
+    stopper = threading.Thread(target=stop_once_watched, daemon=True)
+    stopper.start()
+    try:
+        started_s = time.perf_counter()
+        result = CliRunner().invoke(
+            run_cmds.run, [str(plan_file), "--controller", address, "--no-progress"]
+        )
+        took_s = time.perf_counter() - started_s
+    finally:
+        server.stop(grace=None)
+        stopper.join(5)
+
+    assert result.exit_code == 3, result.stderr
+    assert f"lost the controller at {address}, retrying for up to 1 s" in result.stderr
+    assert "run run-0001 is still running there" in result.stderr
+    assert f"error: cannot reach the controller at {address}" in result.stderr
+    assert "while following run run-0001" in result.stderr
+    assert f"llmping report run-0001 --controller {address}" in result.stderr
+    assert took_s < 20
