@@ -4,27 +4,33 @@ Reports are computed from stored records only, never from trace spans, which may
 sampled. One Summary per provider x target, in plan order:
 
 - requests, successes, errors and error_rate count non-warm-up records; a record is
-  an error when its error_class is set.
+  an error when its error_class is set. Records with error_class "cancelled" were
+  stopped by llmping (a cancelled run, a stopping agent), not failed by the provider,
+  so they are counted in Summary.cancelled (warm-up ones not at all) and nowhere else,
+  the timeline included.
 - The latency distributions (ttft, e2e, ttfb, tpot, start_lag) use successful
   non-warm-up records that carry the field. Failed requests would mix the time to
   fail into the response time, so they are counted in error_rate instead.
 - throughput_rps = successes / window, where the window runs from the earliest start
   to the latest end (start + e2e) of the non-warm-up records.
 - not_available is set when every non-warm-up record failed with model_not_found, or
-  with http_404 and an error detail naming the model.
+  with http_404 and an error detail naming the model (or, for a group with only
+  warm-up records, when every one of those did).
 
 The timeline uses every record, warm-up included, so the ramp-up stays visible. It
 has 1 s buckets of start time counted from the run's start_at, and its p50s use the
 bucket's successful records. Percentiles follow llmping.stats (linear interpolation,
 as numpy's default).
 
-Memory: one provider x target group is held at a time, as Python lists of its
-successful latencies.
+Memory: one provider x target group is held at a time. Its successful latencies are
+kept in array('d') (8 bytes per value, where a list of floats takes about 32), and a
+sorted list of one field exists only while that field's distribution is computed.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +46,7 @@ BUCKET_S = 1.0
 SAMPLE_ERROR_LIMIT = 5
 SAMPLE_ERROR_CHARS = 300
 LATENCY_FIELDS = ("ttft_ms", "e2e_ms", "ttfb_ms", "tpot_ms", "start_lag_ms")
+CANCELLED = "cancelled"
 # The start time falls back to the scheduled time, then to the run's start (the "?"),
 # so a record without timestamps still lands in a timeline bucket near the run.
 _GROUP_COLUMNS = (
@@ -49,21 +56,21 @@ _GROUP_COLUMNS = (
 )
 
 
-def distribution(values: list[float]) -> pb.Distribution:
-    """Summarize values (sorted in place); an empty list gives count 0 and zeros."""
+def distribution(values: Sequence[float]) -> pb.Distribution:
+    """Summarize values (left unchanged); an empty sequence gives count 0 and zeros."""
     if not values:
         return pb.Distribution()
-    values.sort()
-    mean, stddev, low, high = mean_ci95(values)
+    ordered = sorted(values)
+    mean, stddev, low, high = mean_ci95(ordered)
     return pb.Distribution(
-        count=len(values),
+        count=len(ordered),
         mean=mean,
-        p50=percentile(values, 50),
-        p90=percentile(values, 90),
-        p95=percentile(values, 95),
-        p99=percentile(values, 99),
-        max=values[-1],
-        min=values[0],
+        p50=percentile(ordered, 50),
+        p90=percentile(ordered, 90),
+        p95=percentile(ordered, 95),
+        p99=percentile(ordered, 99),
+        max=ordered[-1],
+        min=ordered[0],
         stddev=stddev,
         mean_ci95_low=low,
         mean_ci95_high=high,
@@ -74,12 +81,16 @@ def _names_model(detail: str, model: str) -> bool:
     return bool(model) and model.lower() in detail.lower()
 
 
+def _float_array() -> array[float]:
+    return array("d")
+
+
 @dataclass
 class _Bucket:
     requests: int = 0
     errors: int = 0
-    ttft_ms: list[float] = field(default_factory=list)
-    e2e_ms: list[float] = field(default_factory=list)
+    ttft_ms: array[float] = field(default_factory=_float_array)
+    e2e_ms: array[float] = field(default_factory=_float_array)
 
 
 @dataclass
@@ -93,13 +104,15 @@ class GroupAccumulator:
     requests: int = 0
     errors: int = 0
     warmup_requests: int = 0
+    cancelled: int = 0
     error_classes: Counter[str] = field(default_factory=Counter)
     sample_errors: list[str] = field(default_factory=list)
     # Errors showing that the provider does not offer the model, and the first detail.
     model_missing_errors: int = 0
+    warmup_model_missing: int = 0
     model_missing_detail: str = ""
-    latencies: dict[str, list[float]] = field(
-        default_factory=lambda: {f: [] for f in LATENCY_FIELDS}
+    latencies: dict[str, array[float]] = field(
+        default_factory=lambda: {name: _float_array() for name in LATENCY_FIELDS}
     )
     output_tokens_sum: int = 0
     output_tokens_estimated: bool = False
@@ -126,12 +139,18 @@ class GroupAccumulator:
             estimated,
             model,
         ) = row
-        self._add_to_timeline(start_ns, bool(error_class), ttft, e2e)
-        if warmup:
-            self.warmup_requests += 1
+        if error_class == CANCELLED:
+            self.cancelled += 0 if warmup else 1
             return
+        self._add_to_timeline(start_ns, bool(error_class), ttft, e2e)
         if not self.model and model:
             self.model = str(model)
+        if warmup:
+            self.warmup_requests += 1
+            if error_class and self._model_missing(str(error_class), str(detail or "")):
+                self.warmup_model_missing += 1
+                self.model_missing_detail = self.model_missing_detail or str(detail or "")
+            return
 
         self.requests += 1
         self._note_window(start_ns, e2e)
@@ -170,15 +189,18 @@ class GroupAccumulator:
     def _add_error(self, error_class: str, detail: str) -> None:
         self.errors += 1
         self.error_classes[error_class] += 1
-        if error_class == "model_not_found" or (
-            error_class == "http_404" and _names_model(detail, self.model)
-        ):
+        if self._model_missing(error_class, detail):
             self.model_missing_errors += 1
             self.model_missing_detail = self.model_missing_detail or detail
         if len(self.sample_errors) < SAMPLE_ERROR_LIMIT:
             sample = f"{error_class}: {detail}"[:SAMPLE_ERROR_CHARS]
             if sample not in self.sample_errors:
                 self.sample_errors.append(sample)
+
+    def _model_missing(self, error_class: str, detail: str) -> bool:
+        return error_class == "model_not_found" or (
+            error_class == "http_404" and _names_model(detail, self.model)
+        )
 
     def summary(self) -> pb.Summary:
         successes = self.requests - self.errors
@@ -195,11 +217,17 @@ class GroupAccumulator:
             throughput_rps=self._throughput_rps(successes),
             warmup_requests=self.warmup_requests,
             sample_error_details=self.sample_errors,
+            cancelled=self.cancelled,
         )
         for name in LATENCY_FIELDS:
             getattr(summary, name).CopyFrom(distribution(self.latencies[name]))
         summary.error_classes.update(self.error_classes)
-        if self.requests and self.model_missing_errors == self.requests:
+        # The agent stops a provider after a few such answers, possibly still within the
+        # warm-up, so a group whose only records are warm-up ones counts those instead.
+        warmup_only = not self.requests and self.warmup_requests
+        if (self.requests and self.model_missing_errors == self.requests) or (
+            warmup_only and self.warmup_model_missing == self.warmup_requests
+        ):
             summary.not_available = True
             summary.not_available_detail = self.model_missing_detail
         return summary

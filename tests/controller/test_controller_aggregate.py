@@ -280,3 +280,34 @@ def test_controller_distribution_single_value():
     assert single.stddev == 0.0
     assert single.mean_ci95_low == single.mean_ci95_high == 7.0
     assert distribution([]).count == 0
+
+
+def test_controller_aggregate_cancelled_not_errors(tmp_path):
+    plan = make_plan([("openai", "gpt-4o")], ["tokyo"])
+    records = [
+        success("openai", 0.1, 100.0, 500.0),
+        success("openai", 0.2, 110.0, 520.0),
+        failure("openai", 0.3, "cancelled", "run cancelled"),
+        failure("openai", 0.4, "cancelled", "run cancelled"),
+        failure("openai", 0.5, "http_502", "bad gateway"),
+    ]
+    summary = summary_of(build(tmp_path, plan, records), "openai")
+    assert summary.requests == 3
+    assert summary.errors == 1
+    assert summary.error_rate == pytest.approx(1 / 3)
+    assert summary.cancelled == 2
+    assert "cancelled" not in summary.error_classes
+    assert summary.error_classes["http_502"] == 1
+
+
+def test_controller_aggregate_not_available_within_warmup(tmp_path):
+    plan = make_plan([("reasoner", "gpt-4o")], ["tokyo"])
+    detail = "The model 'gpt-4o' does not exist"
+    records = [failure("reasoner", 0.1 * i, "model_not_found", detail) for i in range(5)]
+    for record in records:
+        record.warmup = True
+    summary = summary_of(build(tmp_path, plan, records), "reasoner")
+    assert summary.requests == 0
+    assert summary.warmup_requests == 5
+    assert summary.not_available
+    assert summary.not_available_detail == detail

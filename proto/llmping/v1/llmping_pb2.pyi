@@ -728,7 +728,7 @@ class Distribution(_message.Message):
     def __init__(self, count: _Optional[int] = ..., mean: _Optional[float] = ..., p50: _Optional[float] = ..., p90: _Optional[float] = ..., p95: _Optional[float] = ..., p99: _Optional[float] = ..., max: _Optional[float] = ..., min: _Optional[float] = ..., stddev: _Optional[float] = ..., mean_ci95_low: _Optional[float] = ..., mean_ci95_high: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("provider", "target", "model", "requests", "successes", "errors", "error_rate", "ttft_ms", "e2e_ms", "ttfb_ms", "tpot_ms", "start_lag_ms", "error_classes", "output_tokens_mean", "output_tokens_estimated", "throughput_rps", "score", "not_available", "not_available_detail", "warmup_requests", "sample_error_details")
+    __slots__ = ("provider", "target", "model", "requests", "successes", "errors", "error_rate", "ttft_ms", "e2e_ms", "ttfb_ms", "tpot_ms", "start_lag_ms", "error_classes", "output_tokens_mean", "output_tokens_estimated", "throughput_rps", "score", "not_available", "not_available_detail", "warmup_requests", "sample_error_details", "cancelled")
     class ErrorClassesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -757,6 +757,7 @@ class Summary(_message.Message):
     NOT_AVAILABLE_DETAIL_FIELD_NUMBER: _ClassVar[int]
     WARMUP_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_ERROR_DETAILS_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
     provider: str
     target: str
     model: str
@@ -778,7 +779,8 @@ class Summary(_message.Message):
     not_available_detail: str
     warmup_requests: int
     sample_error_details: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, provider: _Optional[str] = ..., target: _Optional[str] = ..., model: _Optional[str] = ..., requests: _Optional[int] = ..., successes: _Optional[int] = ..., errors: _Optional[int] = ..., error_rate: _Optional[float] = ..., ttft_ms: _Optional[_Union[Distribution, _Mapping]] = ..., e2e_ms: _Optional[_Union[Distribution, _Mapping]] = ..., ttfb_ms: _Optional[_Union[Distribution, _Mapping]] = ..., tpot_ms: _Optional[_Union[Distribution, _Mapping]] = ..., start_lag_ms: _Optional[_Union[Distribution, _Mapping]] = ..., error_classes: _Optional[_Mapping[str, int]] = ..., output_tokens_mean: _Optional[float] = ..., output_tokens_estimated: _Optional[bool] = ..., throughput_rps: _Optional[float] = ..., score: _Optional[float] = ..., not_available: _Optional[bool] = ..., not_available_detail: _Optional[str] = ..., warmup_requests: _Optional[int] = ..., sample_error_details: _Optional[_Iterable[str]] = ...) -> None: ...
+    cancelled: int
+    def __init__(self, provider: _Optional[str] = ..., target: _Optional[str] = ..., model: _Optional[str] = ..., requests: _Optional[int] = ..., successes: _Optional[int] = ..., errors: _Optional[int] = ..., error_rate: _Optional[float] = ..., ttft_ms: _Optional[_Union[Distribution, _Mapping]] = ..., e2e_ms: _Optional[_Union[Distribution, _Mapping]] = ..., ttfb_ms: _Optional[_Union[Distribution, _Mapping]] = ..., tpot_ms: _Optional[_Union[Distribution, _Mapping]] = ..., start_lag_ms: _Optional[_Union[Distribution, _Mapping]] = ..., error_classes: _Optional[_Mapping[str, int]] = ..., output_tokens_mean: _Optional[float] = ..., output_tokens_estimated: _Optional[bool] = ..., throughput_rps: _Optional[float] = ..., score: _Optional[float] = ..., not_available: _Optional[bool] = ..., not_available_detail: _Optional[str] = ..., warmup_requests: _Optional[int] = ..., sample_error_details: _Optional[_Iterable[str]] = ..., cancelled: _Optional[int] = ...) -> None: ...
 
 class ThresholdResult(_message.Message):
     __slots__ = ("threshold", "provider", "target", "observed", "passed")
