@@ -34,7 +34,7 @@ from rich.console import Console
 
 from llmping.cli import report_data
 from llmping.cli.client import ClientConfig, ControlClient
-from llmping.cli.report import FORMATS, emit_report
+from llmping.cli.report import emit_report, report_output_options
 from llmping.cli.run_cmds import exit_on_error, stderr_console, stdout_console
 from llmping.cli.run_follow import interrupt_exit_code, sigterm_as_interrupt, submit_and_report
 from llmping.errors import RunError
@@ -427,20 +427,7 @@ def _run_demo_steps(stack: contextlib.ExitStack, workdir: Path, options: DemoOpt
     help="Keep the controller, agents and simulator running after the report, until Ctrl-C.",
 )
 @click.option("--no-progress", is_flag=True, help="Do not show live progress on stderr.")
-@click.option(
-    "--format",
-    "report_format",
-    type=click.Choice(FORMATS),
-    default="table",
-    show_default=True,
-    help="Report format.",
-)
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the report to this file instead of stdout.",
-)
+@report_output_options
 @exit_on_error
 def demo(
     duration_s: float,

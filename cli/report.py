@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import click
 from rich.console import Console
 
 from llmping.cli import report_html, report_table, report_text
@@ -20,6 +22,24 @@ RENDERERS: dict[str, Callable[[pb.Report], str]] = {
     "html": report_html.to_html,
 }
 FORMATS = tuple(RENDERERS)
+
+
+def report_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --format and --output, the options of every command that prints a report."""
+    command = click.option(
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Write the report to this file instead of stdout.",
+    )(command)
+    return click.option(
+        "--format",
+        "report_format",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="Report format.",
+    )(command)
 
 
 def render_report(report: pb.Report, report_format: str) -> str:

@@ -32,7 +32,7 @@ from llmping.cli.client import (
     ClientConfig,
     ControlClient,
 )
-from llmping.cli.report import FORMATS, emit_report
+from llmping.cli.report import emit_report, report_output_options
 from llmping.cli.report_sanitize import clean_text
 from llmping.cli.run_follow import interrupt_exit_code, sigterm_as_interrupt, submit_and_report
 from llmping.errors import LlmpingError
@@ -119,20 +119,7 @@ def exit_for_verdict(report: pb.Report, stderr: Console) -> None:
 
 @click.command("run")
 @click.argument("plan_file", metavar="PLAN")
-@click.option(
-    "--format",
-    "report_format",
-    type=click.Choice(FORMATS),
-    default="table",
-    show_default=True,
-    help="Report format.",
-)
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the report to this file instead of stdout.",
-)
+@report_output_options
 @click.option("--no-progress", is_flag=True, help="Do not show live progress on stderr.")
 @click.option(
     "--dry-run", is_flag=True, help="Validate the plan and print the estimate; submit nothing."
@@ -286,20 +273,7 @@ def runs(limit: int, list_format: str, controller: str, token: str | None) -> No
 
 @click.command("report")
 @click.argument("run_id")
-@click.option(
-    "--format",
-    "report_format",
-    type=click.Choice(FORMATS),
-    default="table",
-    show_default=True,
-    help="Report format.",
-)
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the report to this file instead of stdout.",
-)
+@report_output_options
 @controller_options
 @exit_on_error
 def report(
