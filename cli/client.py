@@ -16,6 +16,7 @@ from types import TracebackType
 import grpc
 
 from llmping.errors import ControllerUnavailableError, InputError, LlmpingError, RunError
+from llmping.protocol import MAX_MESSAGE_BYTES
 from llmping.v1 import llmping_pb2 as pb
 from llmping.v1 import llmping_pb2_grpc as pb_grpc
 
@@ -94,6 +95,12 @@ RECONNECT_BACKOFF_OPTIONS = [
 
 def _channel_options(address: str) -> list[tuple[str, int]]:
     options = list(RECONNECT_BACKOFF_OPTIONS)
+    # A report carries the plan, prompt included, so it can pass gRPC's 4 MiB default;
+    # accept what the controller may send.
+    options += [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
     # gRPC honours http_proxy from the environment, and a proxy cannot reach our loopback.
     host = address.rsplit(":", 1)[0].strip("[]")
     if host in ("127.0.0.1", "localhost", "::1"):

@@ -131,3 +131,26 @@ def test_bad_address_is_input_error(address: str) -> None:
 
 def test_ipv6_address_is_accepted() -> None:
     assert validate_address("[::1]:50051") == "[::1]:50051"
+
+
+class LargeReportControl(pb_grpc.ControlServiceServicer):
+    """Serves a report larger than gRPC's default 4 MiB receive limit."""
+
+    def __init__(self, report: pb.Report) -> None:
+        self.report = report
+
+    def GetReport(self, request: pb.GetReportRequest, context: grpc.ServicerContext) -> pb.Report:
+        return self.report
+
+
+def test_report_over_4_mib_is_received(control_server: ServeControl) -> None:
+    prompt = "写" * (2 * 1024 * 1024)  # 6 MiB of UTF-8, as a long prompt would carry
+    report = pb.Report(run=pb.RunInfo(run_id="run-big"))
+    report.plan.request.messages.add(role="user", content=prompt)
+    assert report.ByteSize() > 4 * 1024 * 1024
+    with (
+        control_server(LargeReportControl(report)) as address,
+        ControlClient(ClientConfig(address=address)) as client,
+    ):
+        received = client.get_report("run-big")
+    assert received.plan.request.messages[0].content == prompt
