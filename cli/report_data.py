@@ -300,6 +300,20 @@ def failure_reasons(report: pb.Report) -> list[str]:
     return [clean_text(reason) for reason in reasons]
 
 
+def run_timing(run: pb.RunInfo) -> tuple[int, float | None]:
+    """Return when the run started (unix ns) and how long it took in seconds, if it ended.
+
+    A run that ended before its planned start (an assignment failed at once) is timed
+    from its creation instead, so it never shows a negative duration.
+    """
+    started = run.start_at_unix_ns or run.created_unix_ns
+    if run.ended_unix_ns and run.ended_unix_ns < started:
+        started = run.created_unix_ns
+    if not run.ended_unix_ns or not started:
+        return started, None
+    return started, (run.ended_unix_ns - started) / 1e9
+
+
 def header_lines(report: pb.Report) -> list[str]:
     """Return the lines naming the run, its state, timing and trace."""
     run = report.run
@@ -307,10 +321,10 @@ def header_lines(report: pb.Report) -> list[str]:
     if run.reason:
         state += f" ({run.reason})"
     lines = [f"run {run.run_id}  plan {report.plan.name or run.plan_name}  {state}"]
-    started = run.start_at_unix_ns or run.created_unix_ns
+    started, took_s = run_timing(run)
     timing = f"started {format_unix_ns(started)}"
-    if run.ended_unix_ns and started:
-        timing += f", took {(run.ended_unix_ns - started) / 1e9:.1f} s"
+    if took_s is not None:
+        timing += f", took {took_s:.1f} s"
     lines.append(timing)
     lines.append("request " + describe_request(report.plan))
     lines.append("load " + describe_load(report.plan.load))

@@ -226,10 +226,8 @@ def runs_table(runs_found: list[pb.RunInfo]) -> Table:
     for column in ("run", "plan", "state", "created", "took", "reason"):
         table.add_column(column)
     for info in runs_found:
-        took = report_data.MISSING
-        started = info.start_at_unix_ns or info.created_unix_ns
-        if info.ended_unix_ns and started:
-            took = f"{(info.ended_unix_ns - started) / 1e9:.1f} s"
+        _, took_s = report_data.run_timing(info)
+        took = report_data.MISSING if took_s is None else f"{took_s:.1f} s"
         table.add_row(
             *text_cells(
                 info.run_id,

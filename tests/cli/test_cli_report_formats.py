@@ -154,3 +154,19 @@ def test_failure_reasons(sample_report: pb.Report) -> None:
     sample_report.run.reason = "agent demo-tokyo lost"
     reasons = report_data.failure_reasons(sample_report)
     assert reasons[0] == "run run-0001 ended PARTIAL: agent demo-tokyo lost"
+
+
+def test_run_ended_before_start_not_negative() -> None:
+    run = pb.RunInfo(
+        created_unix_ns=1_000_000_000_000,
+        start_at_unix_ns=1_002_000_000_000,
+        ended_unix_ns=1_000_500_000_000,
+    )
+    started, took_s = report_data.run_timing(run)
+    assert started == run.created_unix_ns
+    assert took_s == pytest.approx(0.5)
+
+
+def test_run_still_running_has_no_duration() -> None:
+    run = pb.RunInfo(created_unix_ns=1_000_000_000_000, start_at_unix_ns=1_002_000_000_000)
+    assert report_data.run_timing(run) == (run.start_at_unix_ns, None)
