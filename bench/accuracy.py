@@ -23,7 +23,7 @@ Figures, over the non-warm-up records:
   against due time) and read delay (server write to the agent's timestamp).
 
 Run:
-    /work/venv/bin/python bench/accuracy.py --rate-per-s 500 --duration-s 20
+    python bench/accuracy.py --rate-per-s 500 --duration-s 20
 """
 
 from __future__ import annotations

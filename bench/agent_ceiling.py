@@ -24,11 +24,11 @@ llmping process with py-spy and prints where its CPU time goes.
 
 Setup (Debian; the Locust virtual environment keeps gevent out of llmping's):
     apt-get install -y nginx wrk
-    python3 -m venv /work/bench-venv && /work/bench-venv/bin/pip install locust
-    /work/venv/bin/pip install py-spy      # only for --profile
+    python3 -m venv .bench-venv && .bench-venv/bin/pip install locust
+    pip install py-spy      # only for --profile
 
 Run:
-    /work/venv/bin/python bench/agent_ceiling.py --duration-s 10 --concurrency 32,64,128
+    python bench/agent_ceiling.py --duration-s 10 --concurrency 32,64,128
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ from llmping.otel import OtlpTarget, build_tracer_provider
 from llmping.v1 import llmping_pb2 as pb
 
 BENCH_DIR = Path(__file__).resolve().parent
-DEFAULT_LOCUST = "/work/bench-venv/bin/locust"
+# Locust pins gevent and friends, so it lives in its own virtualenv (see the docstring).
+DEFAULT_LOCUST = str(BENCH_DIR.parent / ".bench-venv" / "bin" / "locust")
 WORKER_KINDS = ("llmping", *PLAIN_KINDS)
 
 

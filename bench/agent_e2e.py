@@ -14,7 +14,7 @@ The figure is the report's throughput_rps: successful non-warm-up responses over
 time from the first start to the last end, plus each agent's diagnosis verdict.
 
 Run:
-    /work/venv/bin/python bench/agent_e2e.py --processes 1,2 --concurrency 64 --duration-s 10
+    python bench/agent_e2e.py --processes 1,2 --concurrency 64 --duration-s 10
 """
 
 from __future__ import annotations

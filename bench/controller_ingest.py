@@ -20,7 +20,7 @@ HTTP 429 failures that carry rate-limit headers (the agent keeps those headers f
 because building a million protobuf messages would take longer than storing them.
 
 Usage:
-    /work/venv/bin/python bench/controller_ingest.py [--records 1000000] [--batch-size 500]
+    python bench/controller_ingest.py [--records 1000000] [--batch-size 500]
 """
 
 from __future__ import annotations

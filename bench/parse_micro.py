@@ -16,7 +16,7 @@ aiohttp's readany() hands them over:
   payloads, the floor for any parser that decodes every chunk with that library.
 
 Run:
-    /work/venv/bin/python bench/parse_micro.py [--responses 3000] [--read-bytes 65536]
+    python bench/parse_micro.py [--responses 3000] [--read-bytes 65536]
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ controller stores it and ``llmping report`` prints it) beside what really happen
   saturated, with an event-loop lag close to ``--burn-ms``.
 
 Run:
-    /work/venv/bin/python bench/self_diagnosis.py --duration-s 10
+    python bench/self_diagnosis.py --duration-s 10
 """
 
 from __future__ import annotations
