@@ -333,6 +333,15 @@ def header_lines(report: pb.Report) -> list[str]:
     return lines
 
 
+def _verdict_text(diagnosis: pb.AgentDiagnosis, info: pb.AssignmentInfo | None) -> str:
+    """Return the agent's verdict, or why it has none: an assignment that failed never ran."""
+    if diagnosis.verdict:
+        return diagnosis.verdict
+    if info is not None and info.state == pb.AssignmentUpdate.FAILED:
+        return f"assignment failed: {info.message}" if info.message else "assignment failed"
+    return "ok"
+
+
 def diagnosis_rows(report: pb.Report) -> Iterable[list[str]]:
     """Yield one row per agent assignment: agent, target, verdict and the figures behind it.
 
@@ -340,12 +349,13 @@ def diagnosis_rows(report: pb.Report) -> Iterable[list[str]]:
     that failed inside the agent only when some agent had such failures.
     """
     show_failed_locally = _any_failed_locally(report)
+    assignments = {info.assignment_id: info for info in report.run.assignments}
     for entry in report.agent_diagnoses:
         diagnosis = entry.diagnosis
         row = [
             entry.agent_id,
             entry.target,
-            diagnosis.verdict or "ok",
+            _verdict_text(diagnosis, assignments.get(entry.assignment_id)),
             f"{format_ms(diagnosis.start_lag_p99_ms)} ms",
             f"{format_ms(diagnosis.event_loop_lag_p99_ms)}/"
             f"{format_ms(diagnosis.event_loop_lag_max_ms)} ms",

@@ -170,3 +170,17 @@ def test_run_ended_before_start_not_negative() -> None:
 def test_run_still_running_has_no_duration() -> None:
     run = pb.RunInfo(created_unix_ns=1_000_000_000_000, start_at_unix_ns=1_002_000_000_000)
     assert report_data.run_timing(run) == (run.start_at_unix_ns, None)
+
+
+def test_failed_assignment_verdict_not_ok() -> None:
+    report = pb.Report()
+    report.run.assignments.add(
+        assignment_id="a1",
+        state=pb.AssignmentUpdate.FAILED,
+        message="environment variable OPENAI_API_KEY is not set",
+    )
+    report.agent_diagnoses.add(agent_id="agent-1", assignment_id="a1", target="tokyo")
+    report.agent_diagnoses.add(agent_id="agent-2", assignment_id="a2", target="tokyo")
+    rows = list(report_data.diagnosis_rows(report))
+    assert rows[0][2] == "assignment failed: environment variable OPENAI_API_KEY is not set"
+    assert rows[1][2] == "ok"
