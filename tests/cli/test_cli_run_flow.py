@@ -238,35 +238,43 @@ def test_cancel_command(control_server: ServeControl, sample_report: pb.Report) 
     assert servicer.cancelled[0].run_id == "run-0001"
 
 
+def interrupt_run(
+    servicer: ScriptedControl, address: str, plan_file: Path, sig: int
+) -> tuple[int, str]:
+    """Run `llmping run`, send it ``sig`` while it watches, and return its status and stderr."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-P",
+            "-c",
+            "from llmping.cli.main import main; main()",
+            "run",
+            str(plan_file),
+            "--controller",
+            address,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert servicer.watching.wait(60), "the CLI never started watching the run"
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, err
+
+
 def test_ctrl_c_cancels_run_on_controller(
     control_server: ServeControl, sample_report: pb.Report, plan_file: Path
 ) -> None:
     servicer = ScriptedControl(sample_report, block_watch=True)
     with control_server(servicer) as address:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-P",
-                "-c",
-                "from llmping.cli.main import main; main()",
-                "run",
-                str(plan_file),
-                "--controller",
-                address,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert servicer.watching.wait(60), "the CLI never started watching the run"
-            process.send_signal(signal.SIGINT)
-            _, err = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    assert process.returncode == 130, err
+        returncode, err = interrupt_run(servicer, address, plan_file, signal.SIGINT)
+    assert returncode == 130, err
     assert [c.run_id for c in servicer.cancelled] == ["run-0001"]
     assert "Ctrl-C" in servicer.cancelled[0].reason
     assert "cancelling run run-0001" in err
@@ -278,30 +286,8 @@ def test_sigterm_cancels_run_and_exits_143(
 ) -> None:
     servicer = ScriptedControl(sample_report, block_watch=True)
     with control_server(servicer) as address:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-P",
-                "-c",
-                "from llmping.cli.main import main; main()",
-                "run",
-                str(plan_file),
-                "--controller",
-                address,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert servicer.watching.wait(60), "the CLI never started watching the run"
-            process.send_signal(signal.SIGTERM)
-            _, err = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    assert process.returncode == 143, err
+        returncode, err = interrupt_run(servicer, address, plan_file, signal.SIGTERM)
+    assert returncode == 143, err
     assert [c.run_id for c in servicer.cancelled] == ["run-0001"]
     assert "SIGTERM" in servicer.cancelled[0].reason
     assert "interrupted by SIGTERM, cancelling run run-0001" in err
