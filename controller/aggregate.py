@@ -222,8 +222,8 @@ class GroupAccumulator:
         for name in LATENCY_FIELDS:
             getattr(summary, name).CopyFrom(distribution(self.latencies[name]))
         summary.error_classes.update(self.error_classes)
-        # The agent stops a provider after a few such answers, possibly still within the
-        # warm-up, so a group whose only records are warm-up ones counts those instead.
+        # The agent stops a provider after a few such responses, possibly still within
+        # the warm-up, so a group whose only records are warm-up ones counts those instead.
         warmup_only = not self.requests and self.warmup_requests
         if (self.requests and self.model_missing_errors == self.requests) or (
             warmup_only and self.warmup_model_missing == self.warmup_requests

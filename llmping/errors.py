@@ -30,7 +30,7 @@ class InputError(LlmpingError):
 class PlanError(InputError):
     """A plan field is invalid.
 
-    ``path`` is the dotted field path (``providers[1].base_url``) and ``hint`` says how
+    ``path`` is the dotted field path (``providers[1].base_url``) and ``hint`` tells how
     to fix it.
     """
 
@@ -45,7 +45,7 @@ class PlanError(InputError):
 
 
 class ControllerUnavailableError(LlmpingError):
-    """The controller did not answer at the given address."""
+    """The controller did not respond at the given address."""
 
     exit_code = 3
 

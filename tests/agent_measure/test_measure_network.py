@@ -82,7 +82,8 @@ async def test_network_connection_reuse(kit: Any, scripted_server: Any, make_exe
     first = await run(executor)
     second = await run(executor)
 
-    assert first.error_class == "" and second.error_class == ""
+    assert first.error_class == ""
+    assert second.error_class == ""
     assert not first.connection_reused
     assert first.connect_ms > 0
     assert first.tls_ms == 0
