@@ -24,6 +24,7 @@ from llmping.agent.batches import Outbox
 from llmping.agent.clock import ClockEstimator
 from llmping.agent.connection import Backoff, ConnectionConfig, ControllerConnection
 from llmping.agent.diagnosis import HealthMonitor
+from llmping.agent.gc_tuning import tune_gc
 from llmping.agent.open_files import raise_open_file_limit
 from llmping.agent.runner import (
     AssignmentRunner,
@@ -269,6 +270,7 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
 
 def serve_agent(config: AgentConfig) -> None:
     """Run one agent in this process until SIGINT or SIGTERM, on uvloop when installed."""
+    tune_gc()
     try:
         import uvloop
     except ImportError:

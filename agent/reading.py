@@ -118,9 +118,9 @@ class ResponseReader:
                 if not chunk:
                     break
                 self._count(chunk, now_ns)
-                if len(prefix) < SNIFF_BYTES:
+                if len(prefix) < SNIFF_BYTES and parser.field_lines == 0:
                     prefix += chunk[: SNIFF_BYTES - len(prefix)]
-                self._apply(parser.feed(chunk), now_ns)
+                self._apply_parts(parser.feed_parts(chunk), now_ns)
                 if acc.error is not None or acc.done_seen:
                     # The response is over at its end marker or error event, whatever
                     # the server still sends.
@@ -173,7 +173,24 @@ class ResponseReader:
             self.adapter.interpret_event(event, now_ns, acc)
             if acc.error is not None:
                 break
-        if acc.first_text_ns is not None and self.attempt.phase == PHASE_FIRST_TOKEN:
+        self._after_stream_text()
+
+    def _apply_parts(
+        self, parts: tuple[list[SseEvent], list[bytes], list[SseEvent]], now_ns: int
+    ) -> None:
+        """Apply what SseParser.feed_parts() returned for one read, in stream order."""
+        before, payloads, after = parts
+        acc = self.attempt.acc
+        if before:
+            self._apply(before, now_ns)
+        if payloads and acc.error is None:
+            self.adapter.interpret_payloads(payloads, now_ns, acc)
+            self._after_stream_text()
+        if after and acc.error is None:
+            self._apply(after, now_ns)
+
+    def _after_stream_text(self) -> None:
+        if self.attempt.acc.first_text_ns is not None and self.attempt.phase == PHASE_FIRST_TOKEN:
             self.attempt.phase = PHASE_BODY
             self.guard.text_arrived()
 

@@ -214,6 +214,10 @@ class RequestExecutor:
 
     async def _drain(self, response: aiohttp.ClientResponse) -> None:
         # Reading the rest of the body returns a keep-alive connection to the pool.
+        if response.content.at_eof():
+            # The whole body has been read already, usually with its end marker.
+            response.release()
+            return
         try:
             async with asyncio.timeout(DRAIN_S):
                 while await response.content.readany():

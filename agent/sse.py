@@ -124,6 +124,69 @@ class SseParser:
             self._check_size(self._partial_bytes, "line")
         return events
 
+    def feed_parts(self, chunk: bytes) -> tuple[list[SseEvent], list[bytes], list[SseEvent]]:
+        """Add one read's bytes like feed(), returning its plain events as raw payloads.
+
+        A plain event is a "message" event made of one "data:" line and its blank line,
+        which is almost every event an OpenAI-style stream sends. The result is
+        (events before, payloads, events after): feed() would have returned the events
+        before, then one SseEvent("message", payload decoded as UTF-8 with replacement)
+        per payload, then the events after. Those SseEvents would also carry the last
+        id seen before them. The events after can only be comments, because an event
+        needs a blank line to end.
+
+        Reads whose complete events are all plain skip the line loop: the payloads are
+        cut out with bytes.split and are not decoded, so a JSON decoder can take the
+        bytes as they are. Any other read takes the path of feed().
+        """
+        if self._bom_pending is not None:
+            chunk = self._strip_bom(chunk)
+        before: list[SseEvent] = []
+        if not self._is_clean():
+            cut = self._first_event_end(chunk)
+            if cut < 0:
+                return self.feed(chunk), [], []
+            before = self.feed(chunk[:cut])
+            chunk = chunk[cut:]
+            if not self._is_clean():
+                return before + self.feed(chunk), [], []
+
+        end = chunk.rfind(b"\n\n")
+        head = chunk[:end]
+        if (
+            end <= 0
+            or not head.startswith(b"data:")
+            or len(head) > self.max_line_bytes
+            or b"\r" in chunk
+        ):
+            return before + self.feed(chunk), [], []
+        payloads = _plain_payloads(head)
+        if payloads is None:
+            return before + self.feed(chunk), [], []
+        self.field_lines += len(payloads)
+        after = self.feed(chunk[end + 2 :]) if end + 2 < len(chunk) else []
+        return before, payloads, after
+
+    def _is_clean(self) -> bool:
+        """Return whether the next byte starts a new line of a new event."""
+        return not (
+            self._partial
+            or self._data_lines
+            or self._event_name
+            or self._skip_lf
+            or self._bom_pending is not None
+        )
+
+    def _first_event_end(self, chunk: bytes) -> int:
+        """Return the index just past the first event end in chunk, or -1 if unsure."""
+        if b"\r" in chunk:
+            return -1
+        if not self._partial and chunk[:1] == b"\n":
+            # The previous read ended with a complete line, so this LF is a blank line.
+            return 1
+        end = chunk.find(b"\n\n")
+        return -1 if end < 0 else end + 2
+
     def finish(self) -> list[SseEvent]:
         """Flush at a clean end of the body: the last line and the pending event."""
         events: list[SseEvent] = []
@@ -225,6 +288,30 @@ class SseParser:
         self._event_name = ""
         self._data_lines = []
         self._data_bytes = 0
+
+
+def _plain_payloads(head: bytes) -> list[bytes] | None:
+    """Split complete events into their data values, or return None unless all are plain.
+
+    head contains whole events separated by blank lines, without the last blank line, and
+    has no CR. Each event is plain when it is one line that starts with "data:". The
+    split on the separator proves that every event starts so, and the count of LF
+    proves that every LF belongs to a separator, so no loop over the lines is needed.
+    Only LF is counted because bytes.count of a two-byte pattern costs about three
+    times as much in CPython 3.11.
+    """
+    if head.startswith(b"data: "):
+        # A later event with "data:" and no space stays inside the value before it,
+        # and the count below then sends the read to the line loop.
+        values = head[6:].split(b"\n\ndata: ")
+    else:
+        values = head[5:].split(b"\n\ndata:")
+        values = [value[1:] if value[:1] == b" " else value for value in values]
+    if head.count(b"\n") != 2 * (len(values) - 1):
+        # Another line inside an event, an extra blank line, or an event that does not
+        # start with "data:".
+        return None
+    return values
 
 
 def _strip_one_space(value: str) -> str:

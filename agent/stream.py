@@ -106,6 +106,30 @@ class ResponseAccumulator:
         if tool:
             self.estimator.add(tool)
 
+    def record_content_events(self, now_ns: int, contents: list[str]) -> None:
+        """Record events with visible content only, all from the read at now_ns.
+
+        The same as record_text(now_ns, content) for each item in turn: the events
+        after the first have an ITL gap of 0. Every item must be non-empty.
+        """
+        count = len(contents)
+        if self.last_text_ns is None:
+            self.first_text_ns = now_ns
+        else:
+            self.itl_gaps_ms.append((now_ns - self.last_text_ns) / 1e6)
+        if count > 1:
+            self.itl_gaps_ms.extend([0.0] * (count - 1))
+        self.last_text_ns = now_ns
+        self.text_events += count
+        self.content_chunks += count
+        if self.first_content_ns is None:
+            self.first_content_ns = now_ns
+        # Kept text and the token estimate add up over pieces, so one joined piece
+        # gives the same result as the pieces one by one.
+        text = contents[0] if count == 1 else "".join(contents)
+        self._keep(self._content_parts, text)
+        self.estimator.add(text)
+
     def set_usage(
         self,
         output_tokens: int | None = None,

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from llmping.agent.clock import ClockEstimator, ClockMapping
 from llmping.agent.diagnosis import HealthMonitor
+from llmping.agent.gc_tuning import tune_gc
 from llmping.agent.runner import AssignmentRunner, RunnerContext
 from llmping.agent.tracing import AgentTracing
 from llmping.v1 import llmping_pb2 as pb
@@ -173,7 +174,11 @@ async def run_assignment(
 
 
 def run_on_loop(coroutine: Coroutine[Any, Any, T], loop_name: str) -> T:
-    """Run a coroutine on uvloop or the standard asyncio loop and return its result."""
+    """Run a coroutine on uvloop or the standard asyncio loop and return its result.
+
+    The collector is tuned first, as ``llmping agent`` does before its event loop starts.
+    """
+    tune_gc()
     if loop_name == "uvloop":
         import uvloop
 

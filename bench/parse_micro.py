@@ -31,7 +31,7 @@ from typing import Any
 
 import harness
 
-from llmping.agent.providers.openai_format import interpret_chunk_event
+from llmping.agent.providers.openai_format import interpret_chunk_event, interpret_chunk_payloads
 from llmping.agent.sse import SseParser
 from llmping.agent.stream import ResponseAccumulator
 
@@ -45,7 +45,11 @@ def parse_with_llmping(pieces: list[bytes]) -> int:
     now_ns = time.perf_counter_ns()
     for piece in pieces:
         now_ns = time.perf_counter_ns()
-        for event in parser.feed(piece):
+        before, payloads, after = parser.feed_parts(piece)
+        for event in before:
+            interpret_chunk_event(event, now_ns, acc)
+        interpret_chunk_payloads(payloads, now_ns, acc)
+        for event in after:
             interpret_chunk_event(event, now_ns, acc)
     for event in parser.finish():
         interpret_chunk_event(event, now_ns, acc)

@@ -84,6 +84,22 @@ class ProviderAdapter(ABC):
         Raises ClassifiedError(malformed_response) for an event that cannot be read.
         """
 
+    def interpret_payloads(
+        self, payloads: list[bytes], now_ns: int, acc: ResponseAccumulator
+    ) -> None:
+        """Apply plain events, given as their raw data values, that arrived at now_ns.
+
+        SseParser.feed_parts() returns these for "message" events of one data line.
+        Stops at the first event that sets acc.error. This version decodes each value
+        and calls interpret_event(); an adapter may read the bytes directly if the
+        result is the same. No adapter reads an event's id, so the events passed on
+        here carry none.
+        """
+        for payload in payloads:
+            self.interpret_event(SseEvent(data=payload.decode("utf-8", "replace")), now_ns, acc)
+            if acc.error is not None:
+                return
+
     @abstractmethod
     def interpret_body(self, obj: Any, now_ns: int, acc: ResponseAccumulator) -> None:
         """Apply a complete non-streaming JSON body that arrived at now_ns."""

@@ -7,6 +7,7 @@ from typing import Any
 from llmping.agent.providers.base import ProviderAdapter, messages_to_json
 from llmping.agent.providers.openai_format import (
     interpret_chunk_event,
+    interpret_chunk_payloads,
     interpret_completion_body,
 )
 from llmping.agent.sse import SseEvent
@@ -44,6 +45,11 @@ class OpenAIAdapter(ProviderAdapter):
 
     def interpret_event(self, event: SseEvent, now_ns: int, acc: ResponseAccumulator) -> None:
         interpret_chunk_event(event, now_ns, acc)
+
+    def interpret_payloads(
+        self, payloads: list[bytes], now_ns: int, acc: ResponseAccumulator
+    ) -> None:
+        interpret_chunk_payloads(payloads, now_ns, acc)
 
     def interpret_body(self, obj: Any, now_ns: int, acc: ResponseAccumulator) -> None:
         interpret_completion_body(obj, now_ns, acc)
