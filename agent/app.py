@@ -33,6 +33,7 @@ from llmping.agent.runner import (
     default_executor_factory,
 )
 from llmping.agent.tracing import AgentTracing
+from llmping.tls import ClientTls
 from llmping.v1 import llmping_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class AgentConfig:
     proxy_url: str | None = None
     # Kept out of repr() so that a logged config never shows it.
     token: str | None = field(default=None, repr=False)
+    # TLS to the controller, also for spans sent through it; None dials in plaintext.
+    tls: ClientTls | None = None
     # Advertised in Hello; 0 means no limit is advertised. The agent does not enforce it.
     max_concurrency: int = 0
     backoff: Backoff = field(default_factory=Backoff)
@@ -90,7 +93,9 @@ class Agent:
         self.health = HealthMonitor()
         self.outbox = Outbox()
         self.connection = ControllerConnection(
-            ConnectionConfig(config.controller, config.token, config.agent_id, config.backoff),
+            ConnectionConfig(
+                config.controller, config.token, config.agent_id, config.backoff, tls=config.tls
+            ),
             self,
             self.clock,
             self.outbox,
@@ -191,9 +196,10 @@ class Agent:
         Raises AgentReplacedError when another agent with the same agent id connected.
         """
         log.info(
-            "agent %s starting: controller %s, labels %s",
+            "agent %s starting: controller %s over %s, labels %s",
             self.config.agent_id,
             self.config.controller,
+            self.config.tls.describe() if self.config.tls else "plaintext",
             ",".join(f"{k}={v}" for k, v in sorted(self.config.all_labels().items())),
         )
         # Every request in flight uses a socket. The default in-flight cap of open-loop
@@ -256,7 +262,9 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     Raises llmping.errors.InputError when the tracing variables are invalid.
     """
     tracing = (
-        AgentTracing.from_env(config.agent_id, config.all_labels(), config.controller, config.token)
+        AgentTracing.from_env(
+            config.agent_id, config.all_labels(), config.controller, config.token, config.tls
+        )
         if config.tracing
         else None
     )

@@ -7,6 +7,10 @@ breaks or the controller cannot be reached, it retries forever with exponential
 backoff and jitter. After every reconnect it sends Hello with the active assignment
 ids, then resends every unacked batch and unconfirmed update, in their original order.
 
+A connection that fails its TLS handshake is retried like any other, and the first
+failure of a series is logged as an error naming the likely cause (an untrusted
+certificate, a missing client certificate, TLS on one side only).
+
 The one exception is a Goodbye saying that a newer stream with the same agent id replaced
 this one: another agent uses the id, and reconnecting would only replace it in turn, so
 run() raises AgentReplacedError instead.
@@ -21,7 +25,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
 import grpc
@@ -30,6 +34,7 @@ from llmping.agent.batches import Outbox
 from llmping.agent.clock import ClockEstimator
 from llmping.errors import LlmpingError
 from llmping.protocol import MAX_MESSAGE_BYTES, REPLACED_GOODBYE_PREFIX
+from llmping.tls import ClientTls, diagnose_connect_failure
 from llmping.v1 import llmping_pb2 as pb
 from llmping.v1 import llmping_pb2_grpc as pb_grpc
 
@@ -78,6 +83,8 @@ class ConnectionConfig:
     welcome_timeout_s: float = 10.0
     # The stream counts as dead after this many heartbeat intervals without a message.
     silent_heartbeats_limit: int = 5
+    # None dials in plaintext.
+    tls: ClientTls | None = None
 
 
 class ControllerHandler(Protocol):
@@ -137,6 +144,10 @@ class _Attempt:
     established: bool
     error: str
     unauthenticated: bool = False
+    # gRPC's details of an UNAVAILABLE error before the stream was established.
+    unavailable_details: str = ""
+    # The likely TLS cause of the failure and what to check, when TLS is to blame.
+    tls_problem: str = ""
 
 
 class ControllerConnection:
@@ -164,6 +175,8 @@ class ControllerConnection:
         # Failed attempts in a row, and when the current outage began.
         self._failures = 0
         self._outage_start_ns: int | None = None
+        # The TLS problem last logged as an error, so a repeated one is logged at DEBUG.
+        self._logged_tls_problem = ""
 
     # -- AgentLink: what runners send -------------------------------------------------
 
@@ -218,9 +231,11 @@ class ControllerConnection:
             if attempt.established:
                 self._failures = 0
                 self._outage_start_ns = None
+                self._logged_tls_problem = ""
             self._failures += 1
             if self._outage_start_ns is None:
                 self._outage_start_ns = time.perf_counter_ns()
+            attempt = await self._diagnose_tls(attempt)
             self._log_failure(attempt, self._failures)
             if attempt.unauthenticated:
                 delay_s = self.config.backoff.max_s
@@ -231,9 +246,7 @@ class ControllerConnection:
     async def _connect_once(self) -> _Attempt:
         """Run one stream from dialing to its end and report how it ended."""
         self._generation += 1
-        # TODO: TLS and mutual TLS: use grpc.aio.secure_channel with the agent's
-        # certificates here once the CLI has the flags for them.
-        channel = grpc.aio.insecure_channel(self.config.address, options=CHANNEL_OPTIONS)
+        channel = self._open_channel()
         call = pb_grpc.AgentServiceStub(channel).Connect(metadata=self._metadata())
         established = False
         try:
@@ -246,10 +259,13 @@ class ControllerConnection:
             await self._serve(session)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
+            details = exc.details() or ""
+            unavailable = code == grpc.StatusCode.UNAVAILABLE and not established
             return _Attempt(
                 established,
-                f"{code.name}: {exc.details()}",
+                f"{code.name}: {details}",
                 unauthenticated=code == grpc.StatusCode.UNAUTHENTICATED,
+                unavailable_details=details if unavailable else "",
             )
         except TimeoutError:
             return _Attempt(established, f"no Welcome within {self.config.welcome_timeout_s:.0f} s")
@@ -266,6 +282,32 @@ class ControllerConnection:
             self.connected.clear()
             call.cancel()
             await channel.close()
+
+    def _open_channel(self) -> grpc.aio.Channel:
+        tls = self.config.tls
+        if tls is None:
+            return grpc.aio.insecure_channel(self.config.address, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(
+            self.config.address,
+            tls.credentials(),
+            options=CHANNEL_OPTIONS + tls.channel_options(),
+        )
+
+    async def _diagnose_tls(self, attempt: _Attempt) -> _Attempt:
+        """Add the TLS cause of a failed connection to ``attempt``, when TLS is to blame.
+
+        Runs in a thread because the check of a plaintext dial opens a TLS probe
+        connection to the controller.
+        """
+        if not attempt.unavailable_details:
+            return attempt
+        problem = await asyncio.to_thread(
+            diagnose_connect_failure,
+            attempt.unavailable_details,
+            self.config.tls,
+            self.config.address,
+        )
+        return replace(attempt, tls_problem=problem) if problem else attempt
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         if not self.config.token:
@@ -452,6 +494,9 @@ class ControllerConnection:
 
     def _log_failure(self, attempt: _Attempt, failures: int) -> None:
         address = self.config.address
+        if attempt.tls_problem:
+            self._log_tls_failure(attempt, failures)
+            return
         if attempt.unauthenticated:
             if failures == 1:
                 log.error(
@@ -476,6 +521,22 @@ class ControllerConnection:
             event,
             address,
             attempt.error,
+            self.config.backoff.max_s,
+            self._outbox.batch_count,
+        )
+
+    def _log_tls_failure(self, attempt: _Attempt, failures: int) -> None:
+        """Log a TLS failure as an error once, and again only when its cause changes."""
+        if attempt.tls_problem == self._logged_tls_problem:
+            log.debug("TLS connection attempt %d failed again: %s", failures, attempt.error)
+            return
+        self._logged_tls_problem = attempt.tls_problem
+        log.error(
+            "agent %s: TLS connection to controller at %s failed: %s; retrying with backoff "
+            "up to %g s, %d unacked batches kept",
+            self.config.agent_id,
+            self.config.address,
+            attempt.tls_problem,
             self.config.backoff.max_s,
             self._outbox.batch_count,
         )

@@ -39,6 +39,7 @@ from opentelemetry.util.types import AttributeValue
 from llmping import __version__
 from llmping.errors import InputError
 from llmping.otel import OtlpTarget, build_tracer_provider
+from llmping.tls import ClientTls
 from llmping.v1 import llmping_pb2 as pb
 
 if TYPE_CHECKING:
@@ -133,10 +134,24 @@ def traces_via_controller(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get(TRACES_VIA_CONTROLLER_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def controller_otlp_target(address: str, token: str | None, tls: bool = False) -> OtlpTarget:
-    """Describe the controller's OTLP TraceService, on the same port as AgentService."""
+def controller_otlp_target(
+    address: str, token: str | None, tls: ClientTls | None = None
+) -> OtlpTarget:
+    """Describe the controller's OTLP TraceService, on the same port as AgentService.
+
+    With ``tls`` the exporter dials with the agent's own TLS settings, client
+    certificate included.
+    """
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    return OtlpTarget(endpoint=address, insecure=not tls, headers=headers)
+    if tls is None:
+        return OtlpTarget(endpoint=address, insecure=True, headers=headers)
+    return OtlpTarget(
+        endpoint=address,
+        insecure=False,
+        headers=headers,
+        credentials=tls.credentials(),
+        channel_options=tls.channel_options(),
+    )
 
 
 class AgentTracing:
@@ -162,7 +177,7 @@ class AgentTracing:
         labels: Mapping[str, str] | None = None,
         controller_address: str | None = None,
         token: str | None = None,
-        tls: bool = False,
+        tls: ClientTls | None = None,
     ) -> AgentTracing:
         """Configure spans and metrics from OTEL_* and LLMPING_TRACE_* variables.
 

@@ -22,8 +22,10 @@ from llmping.agent.keys import (
     parse_key_host_entry,
 )
 from llmping.agent.workers import serve_agent_processes
+from llmping.cli.tls_options import client_tls_options
 from llmping.errors import InputError
 from llmping.logs import configure_logging
+from llmping.tls import ClientTlsOptions
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +193,7 @@ def publish_key_hosts(configured: Mapping[str, tuple[str, ...]]) -> None:
     default=None,
     help="Bearer token that the controller expects (its --token).",
 )
+@client_tls_options
 @click.option(
     "--processes",
     type=click.IntRange(min=1),
@@ -222,6 +225,7 @@ def agent(
     proxy: str | None,
     key_hosts: tuple[str, ...],
     token: str | None,
+    tls: ClientTlsOptions,
     processes: int,
     max_concurrency: int,
     log_level: str,
@@ -241,6 +245,7 @@ def agent(
             agent_id=_check_agent_id(agent_id) if agent_id is not None else default_agent_id(),
             proxy_url=parse_proxy(proxy),
             token=token or None,
+            tls=tls.load(),
             max_concurrency=max_concurrency,
         )
         configured_key_hosts = parse_key_hosts(key_hosts)

@@ -1,8 +1,8 @@
 """Blocking gRPC client for the controller's ControlService, used by the CLI commands.
 
 Every call translates ``grpc.RpcError`` into an llmping error so commands only deal
-with ``ControllerUnavailableError`` (exit 3), ``InputError`` (exit 2) and ``RunError``
-(exit 1).
+with ``ControllerUnavailableError`` (exit 3; ControllerTlsError when the TLS handshake
+failed), ``InputError`` (exit 2) and ``RunError`` (exit 1).
 """
 
 from __future__ import annotations
@@ -10,13 +10,20 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import grpc
 
-from llmping.errors import ControllerUnavailableError, InputError, LlmpingError, RunError
+from llmping.errors import (
+    ControllerTlsError,
+    ControllerUnavailableError,
+    InputError,
+    LlmpingError,
+    RunError,
+)
 from llmping.protocol import MAX_MESSAGE_BYTES
+from llmping.tls import ClientTls, diagnose_connect_failure
 from llmping.v1 import llmping_pb2 as pb
 from llmping.v1 import llmping_pb2_grpc as pb_grpc
 
@@ -33,10 +40,12 @@ _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+):([0-9]{1,5})$")
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """Controller address and the bearer token to present to it."""
+    """Controller address, the bearer token to present to it and the TLS settings."""
 
     address: str = DEFAULT_CONTROLLER
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
+    # None dials in plaintext.
+    tls: ClientTls | None = None
 
     @classmethod
     def from_env(cls, address: str | None = None, token: str | None = None) -> ClientConfig:
@@ -57,11 +66,19 @@ def validate_address(address: str) -> str:
     return address
 
 
-def translate_rpc_error(error: grpc.RpcError, address: str) -> LlmpingError:
-    """Map a failed call to the llmping error the CLI reports."""
+def translate_rpc_error(
+    error: grpc.RpcError, address: str, tls: ClientTls | None = None
+) -> LlmpingError:
+    """Map a failed call to the llmping error the CLI reports.
+
+    ``tls`` is the channel's TLS settings, used to explain a failed handshake.
+    """
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = (error.details() if isinstance(error, grpc.Call) else None) or str(code)
     if code == grpc.StatusCode.UNAVAILABLE:
+        problem = diagnose_connect_failure(details, tls, address)
+        if problem is not None:
+            return ControllerTlsError(f"TLS connection to the controller failed: {problem}")
         return ControllerUnavailableError(
             f"cannot reach the controller at {address}, "
             "start it with `llmping controller` or set --controller"
@@ -93,8 +110,8 @@ RECONNECT_BACKOFF_OPTIONS = [
 ]
 
 
-def _channel_options(address: str) -> list[tuple[str, int]]:
-    options = list(RECONNECT_BACKOFF_OPTIONS)
+def _channel_options(address: str) -> list[tuple[str, int | str]]:
+    options: list[tuple[str, int | str]] = list(RECONNECT_BACKOFF_OPTIONS)
     # A report carries the plan, prompt included, so it can pass gRPC's 4 MiB default;
     # accept what the controller may send.
     options += [
@@ -113,11 +130,18 @@ class ControlClient:
 
     def __init__(self, config: ClientConfig) -> None:
         self.address = validate_address(config.address)
+        self._tls = config.tls
         self._metadata: tuple[tuple[str, str], ...] = ()
         if config.token:
             self._metadata = (("authorization", f"Bearer {config.token}"),)
-        # TODO: TLS and mutual TLS; the channel is plaintext until certificates land.
-        self._channel = grpc.insecure_channel(self.address, options=_channel_options(self.address))
+        options = _channel_options(self.address)
+        if config.tls is None:
+            self._channel = grpc.insecure_channel(self.address, options=options)
+        else:
+            options.extend(config.tls.channel_options())
+            self._channel = grpc.secure_channel(
+                self.address, config.tls.credentials(), options=options
+            )
         self._stub = pb_grpc.ControlServiceStub(self._channel)
 
     def __enter__(self) -> ControlClient:
@@ -140,7 +164,7 @@ class ControlClient:
                 pb.SubmitRunRequest(plan=plan), timeout=UNARY_TIMEOUT_S, metadata=self._metadata
             )
         except grpc.RpcError as error:
-            raise translate_rpc_error(error, self.address) from error
+            raise translate_rpc_error(error, self.address, self._tls) from error
 
     def watch_run(self, run_id: str) -> Iterator[pb.RunProgress]:
         """Yield progress messages until the controller ends the stream."""
@@ -148,7 +172,7 @@ class ControlClient:
         try:
             yield from call
         except grpc.RpcError as error:
-            raise translate_rpc_error(error, self.address) from error
+            raise translate_rpc_error(error, self.address, self._tls) from error
         finally:
             # Stops the stream when the caller breaks out early or Ctrl-C interrupts it.
             call.cancel()
@@ -161,7 +185,7 @@ class ControlClient:
                 metadata=self._metadata,
             )
         except grpc.RpcError as error:
-            raise translate_rpc_error(error, self.address) from error
+            raise translate_rpc_error(error, self.address, self._tls) from error
 
     def list_agents(self) -> list[pb.AgentInfo]:
         try:
@@ -169,7 +193,7 @@ class ControlClient:
                 pb.ListAgentsRequest(), timeout=UNARY_TIMEOUT_S, metadata=self._metadata
             )
         except grpc.RpcError as error:
-            raise translate_rpc_error(error, self.address) from error
+            raise translate_rpc_error(error, self.address, self._tls) from error
         return list(response.agents)
 
     def list_runs(self, limit: int) -> list[pb.RunInfo]:
@@ -178,7 +202,7 @@ class ControlClient:
                 pb.ListRunsRequest(limit=limit), timeout=UNARY_TIMEOUT_S, metadata=self._metadata
             )
         except grpc.RpcError as error:
-            raise translate_rpc_error(error, self.address) from error
+            raise translate_rpc_error(error, self.address, self._tls) from error
         return list(response.runs)
 
     def get_report(self, run_id: str) -> pb.Report:
@@ -189,4 +213,4 @@ class ControlClient:
                 metadata=self._metadata,
             )
         except grpc.RpcError as error:
-            raise translate_rpc_error(error, self.address) from error
+            raise translate_rpc_error(error, self.address, self._tls) from error

@@ -18,10 +18,17 @@ import click
 from llmping.controller.server import ControllerConfig, parse_listen_address, serve
 from llmping.errors import InputError, StoreError
 from llmping.logs import configure_logging
+from llmping.tls import ServerTls, load_server_tls
 
 log = logging.getLogger(__name__)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The controller's TLS variables carry CONTROLLER in their names, so that a shell that
+# runs a controller and the CLI side by side cannot hand the server's certificate to
+# the CLI's LLMPING_TLS_CERT, which names a client certificate.
+TLS_CERT_ENV = "LLMPING_CONTROLLER_TLS_CERT"
+TLS_KEY_ENV = "LLMPING_CONTROLLER_TLS_KEY"
+TLS_CLIENT_CA_ENV = "LLMPING_CONTROLLER_TLS_CLIENT_CA"
 
 
 def fail(message: str) -> NoReturn:
@@ -58,29 +65,33 @@ def is_loopback_listen(host: str) -> bool:
         return False
 
 
-def check_exposure(listen: str, token: str, insecure_no_token: bool) -> None:
-    """Reject a --listen beyond loopback without --token, and warn that there is no TLS.
+def check_exposure(
+    listen: str, token: str, insecure_no_token: bool, tls: ServerTls | None = None
+) -> None:
+    """Reject a --listen beyond loopback that nothing authenticates, and warn without TLS.
 
-    Raises InputError unless the address is loopback, a token is set, or the user chose
-    --insecure-no-token.
+    Raises InputError unless the address is loopback, a token is set, client certificates
+    are required (mutual TLS), or the user chose --insecure-no-token.
     """
     host, _ = parse_listen_address(listen, "--listen value")
     if is_loopback_listen(host):
         return
-    if not token and not insecure_no_token:
+    mutual_tls = tls is not None and tls.requires_client_certificate
+    if not token and not mutual_tls and not insecure_no_token:
         raise InputError(
             f"--listen {listen} accepts connections from other machines, and without "
             "--token anyone who reaches it can submit plans that make the agents spend "
-            "their API keys; set --token (or LLMPING_TOKEN) to a long random value, listen "
-            "on 127.0.0.1, or pass --insecure-no-token on a network you trust"
+            "their API keys; set --token (or LLMPING_TOKEN) to a long random value, require "
+            "client certificates with --tls-client-ca, listen on 127.0.0.1, or pass "
+            "--insecure-no-token on a network you trust"
         )
-    # TODO: TLS between agents, CLI and controller; until then this warning stays.
-    log.warning(
-        "listening on %s without TLS, which this version does not support yet: the token, "
-        "plans and results travel unencrypted; keep the controller on a trusted network or "
-        "reach it through a VPN or SSH tunnel",
-        listen,
-    )
+    if tls is None:
+        log.warning(
+            "listening on %s without TLS: the token, plans and results travel unencrypted; "
+            "pass --tls-cert and --tls-key to serve TLS, or keep the controller on a "
+            "trusted network",
+            listen,
+        )
 
 
 def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -142,6 +153,35 @@ async def serve_until_signal(config: ControllerConfig) -> None:
     "reaches the port can submit runs. For trusted, isolated networks only.",
 )
 @click.option(
+    "--tls-cert",
+    envvar=TLS_CERT_ENV,
+    show_envvar=True,
+    default=None,
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="PEM certificate of the controller, followed by any intermediate CA certificates. "
+    "With --tls-key, the port serves TLS only.",
+)
+@click.option(
+    "--tls-key",
+    envvar=TLS_KEY_ENV,
+    show_envvar=True,
+    default=None,
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="PEM private key of --tls-cert, unencrypted.",
+)
+@click.option(
+    "--tls-client-ca",
+    envvar=TLS_CLIENT_CA_ENV,
+    show_envvar=True,
+    default=None,
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="PEM CA certificates that client certificates must be signed by. When set, agents and "
+    "the CLI must present such a certificate (mutual TLS). Needs --tls-cert.",
+)
+@click.option(
     "--agent-grace-s",
     type=click.FloatRange(min=0),
     default=10.0,
@@ -167,21 +207,26 @@ def controller(
     db_path: Path,
     token: str,
     insecure_no_token: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
     agent_grace_s: float,
     metrics_listen: str,
     log_level: str,
 ) -> None:
     """Run the controller: agents connect to it, the CLI submits runs to it.
 
-    A --listen address other than loopback needs --token (or --insecure-no-token).
-    Exits with status 2 when the address or the --db file is taken by another process.
+    A --listen address other than loopback needs --token, --tls-client-ca or
+    --insecure-no-token. Exits with status 2 when a TLS file is invalid, or when the
+    address or the --db file is taken by another process.
     """
     configure_logging(log_level)
     try:
         parse_listen_address(listen, "--listen value")
         if metrics_listen:
             parse_listen_address(metrics_listen, "--metrics-listen value")
-        check_exposure(listen, token, insecure_no_token)
+        tls = load_server_tls(tls_cert, tls_key, tls_client_ca)
+        check_exposure(listen, token, insecure_no_token, tls)
     except InputError as exc:
         fail(str(exc))
     try:
@@ -195,6 +240,7 @@ def controller(
         token=token,
         agent_grace_s=agent_grace_s,
         metrics_listen=metrics_listen,
+        tls=tls,
     )
     try:
         run_event_loop(serve_until_signal(config))

@@ -4,7 +4,8 @@ Exit status:
   0    ok
   1    the run ended PARTIAL, FAILED or CANCELLED, or a threshold failed
   2    invalid input (plan, flag, file)
-  3    controller unreachable; `llmping run` first retries for a minute
+  3    controller unreachable or its TLS handshake failed; `llmping run` first retries
+       for a minute
   130  Ctrl-C, after `llmping run` cancelled its run on the controller
   143  SIGTERM, likewise
 """
@@ -35,9 +36,11 @@ from llmping.cli.client import (
 from llmping.cli.report import emit_report, report_output_options
 from llmping.cli.report_sanitize import clean_text
 from llmping.cli.run_follow import interrupt_exit_code, sigterm_as_interrupt, submit_and_report
+from llmping.cli.tls_options import client_tls_options
 from llmping.errors import LlmpingError
 from llmping.estimate import estimate_requests
 from llmping.plan import load_plan
+from llmping.tls import ClientTlsOptions
 from llmping.v1 import llmping_pb2 as pb
 
 P = ParamSpec("P")
@@ -81,7 +84,11 @@ def exit_on_error(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def controller_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --controller and --token, read from LLMPING_CONTROLLER and LLMPING_TOKEN too."""
+    """Add --controller, --token and the TLS flags, read from LLMPING_* variables too.
+
+    The command receives ``controller``, ``token`` and ``tls`` (ClientTlsOptions).
+    """
+    command = client_tls_options(command)
     command = click.option(
         "--token",
         envvar=TOKEN_ENV,
@@ -99,8 +106,9 @@ def controller_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-def _client(controller: str, token: str | None) -> ControlClient:
-    return ControlClient(ClientConfig(address=controller, token=token or None))
+def _client(controller: str, token: str | None, tls: ClientTlsOptions) -> ControlClient:
+    """Open a client; raises InputError for an invalid TLS file."""
+    return ControlClient(ClientConfig(address=controller, token=token or None, tls=tls.load()))
 
 
 # ---------------------------------------------------------------------------
@@ -134,6 +142,7 @@ def run(
     dry_run: bool,
     controller: str,
     token: str | None,
+    tls: ClientTlsOptions,
 ) -> None:
     """Run PLAN (a YAML file) on the controller's agents and print the report.
 
@@ -149,7 +158,7 @@ def run(
         return
 
     try:
-        with sigterm_as_interrupt(), _client(controller, token) as client:
+        with sigterm_as_interrupt(), _client(controller, token, tls) as client:
             report = submit_and_report(client, plan, not no_progress, stderr)
     except KeyboardInterrupt as interrupt:
         raise SystemExit(interrupt_exit_code(interrupt)) from None
@@ -211,9 +220,9 @@ def _print_json(messages: list[Any]) -> None:
 )
 @controller_options
 @exit_on_error
-def agents(list_format: str, controller: str, token: str | None) -> None:
+def agents(list_format: str, controller: str, token: str | None, tls: ClientTlsOptions) -> None:
     """List the agents connected to the controller, with their labels."""
-    with _client(controller, token) as client:
+    with _client(controller, token, tls) as client:
         found = client.list_agents()
     if list_format == "json":
         _print_json(found)
@@ -259,9 +268,11 @@ def runs_table(runs_found: list[pb.RunInfo]) -> Table:
 )
 @controller_options
 @exit_on_error
-def runs(limit: int, list_format: str, controller: str, token: str | None) -> None:
+def runs(
+    limit: int, list_format: str, controller: str, token: str | None, tls: ClientTlsOptions
+) -> None:
     """List recent runs and their states."""
-    with _client(controller, token) as client:
+    with _client(controller, token, tls) as client:
         found = client.list_runs(limit)
     if list_format == "json":
         _print_json(found)
@@ -275,7 +286,12 @@ def runs(limit: int, list_format: str, controller: str, token: str | None) -> No
 @controller_options
 @exit_on_error
 def report(
-    run_id: str, report_format: str, output: Path | None, controller: str, token: str | None
+    run_id: str,
+    report_format: str,
+    output: Path | None,
+    controller: str,
+    token: str | None,
+    tls: ClientTlsOptions,
 ) -> None:
     """Print the report of run RUN_ID.
 
@@ -283,7 +299,7 @@ def report(
     status gates CI.
     """
     stderr = stderr_console()
-    with _client(controller, token) as client:
+    with _client(controller, token, tls) as client:
         found = client.get_report(run_id)
     emit_report(found, report_format, output, stdout_console(), stderr)
     for reason in report_data.failure_reasons(found):
@@ -300,9 +316,11 @@ def report(
 )
 @controller_options
 @exit_on_error
-def cancel(run_id: str, reason: str, controller: str, token: str | None) -> None:
+def cancel(
+    run_id: str, reason: str, controller: str, token: str | None, tls: ClientTlsOptions
+) -> None:
     """Cancel run RUN_ID; agents stop and send what they measured."""
-    with _client(controller, token) as client:
+    with _client(controller, token, tls) as client:
         info = client.cancel_run(run_id, reason)
     click.echo(f"run {info.run_id or run_id} is {report_data.state_name(info.state)}")
 

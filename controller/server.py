@@ -2,7 +2,8 @@
 
 The server hosts AgentService, ControlService, the standard gRPC health service
 (grpc.health.v1, SERVING while up) and server reflection, so grpcurl can list and call
-the services without the .proto file.
+the services without the .proto file. With ControllerConfig.tls the port serves TLS
+only, and mutual TLS when the settings name a client CA.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from llmping.errors import InputError
 from llmping.protocol import MAX_MESSAGE_BYTES
+from llmping.tls import ServerTls
 from llmping.v1 import llmping_pb2 as pb
 from llmping.v1 import llmping_pb2_grpc as pb_grpc
 
@@ -72,6 +74,8 @@ class ControllerConfig:
     deadline_slack_s: float = 30.0
     # HOST:PORT of the Prometheus /metrics endpoint; empty serves none.
     metrics_listen: str = ""
+    # Certificate, key and optional client CA; None serves plaintext.
+    tls: ServerTls | None = None
 
 
 def parse_listen_address(text: str, what: str = "listen address") -> tuple[str, int]:
@@ -135,11 +139,12 @@ class Controller:
         log.info("controller stopped")
 
 
-def _bind(server: grpc.aio.Server, listen: str) -> int:
-    # TODO: TLS and mutual TLS: add_secure_port with grpc.ssl_server_credentials here,
-    # and only then accept plans with controller_secrets.
+def _bind(server: grpc.aio.Server, listen: str, tls: ServerTls | None) -> int:
     try:
-        port = server.add_insecure_port(listen)
+        if tls is None:
+            port = server.add_insecure_port(listen)
+        else:
+            port = server.add_secure_port(listen, tls.credentials())
     except RuntimeError as exc:
         raise InputError(f"cannot listen on {listen}, {_bind_failure(listen)}") from exc
     if port == 0:
@@ -216,7 +221,7 @@ async def _serve_locked(
     health_servicer = await _add_services(server, config, registry, runs, group)
     telemetry.add_services(server)
     try:
-        port = _bind(server, config.listen)
+        port = _bind(server, config.listen, config.tls)
         # Runs left open by a previous process are reloaded before agents can connect.
         await runs.start()
         await server.start()
@@ -231,8 +236,9 @@ async def _serve_locked(
         config, server, host, port, worker, registry, runs, health_servicer, telemetry, db_lock
     )
     log.info(
-        "controller listening on %s (database %s, token %s, agent grace %.0f s)",
+        "controller listening on %s (%s, database %s, token %s, agent grace %.0f s)",
         controller.address,
+        config.tls.describe() if config.tls else "plaintext",
         config.db_path,
         "required" if config.token else "not required",
         config.agent_grace_s,

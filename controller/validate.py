@@ -45,11 +45,13 @@ def validate_plan(plan: pb.Plan) -> None:
     _check_request_cap(plan)
     _check_thresholds(plan)
     if plan.controller_secrets:
-        # NOTE: the controller has no TLS yet, and keys must never travel in clear text.
+        # TODO: controller-held secrets need a key store on the controller, which fills
+        # Assignment.provider_secrets, and must go only to agents on TLS streams. Nothing
+        # fills that field yet, so such a plan is rejected even when the port serves TLS.
         raise PlanError(
             "controller_secrets",
-            "controller-held secrets need a TLS connection, "
-            "which this controller does not offer yet",
+            "controller-held secrets are not supported yet, because the controller has no "
+            "store for provider keys",
             "set controller_secrets to false and give each agent its keys in environment variables",
         )
 

@@ -4,9 +4,13 @@ The role and its flags are read from the command line of PID 1 (the container's
 ``llmping ...`` process), or given as arguments when run by hand, for example
 ``python healthcheck.py agent --controller 127.0.0.1:50051``:
 
-- controller: the gRPC health service on the --listen port returns SERVING;
+- controller: the gRPC health service on the --listen port returns SERVING. A controller
+  that serves TLS (--tls-cert or LLMPING_CONTROLLER_TLS_CERT) is checked by a TLS
+  handshake on that port instead, because a health call would need a CA that the
+  container may not hold and, with mutual TLS, a client certificate;
 - agent: the controller (--controller or LLMPING_CONTROLLER) lists an agent whose hostname
-  is this host's, so the agent is connected and registered, not merely running;
+  is this host's, so the agent is connected and registered, not merely running. The
+  call uses the agent's own TLS flags or LLMPING_TLS_* variables;
 - simulate: the --listen port accepts a TCP connection;
 - anything else (run, demo, report): healthy while it runs.
 
@@ -23,6 +27,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from llmping.errors import LlmpingError
+from llmping.tls import ClientTlsOptions, server_speaks_tls
 from llmping.v1 import llmping_pb2 as pb
 from llmping.v1 import llmping_pb2_grpc as pb_grpc
 
@@ -64,6 +70,28 @@ def option(arguments: list[str], name: str) -> str | None:
     return None
 
 
+def setting(arguments: list[str], name: str, variable: str) -> str | None:
+    """Return the value of option ``name``, else of environment variable ``variable``."""
+    return option(arguments, name) or os.environ.get(variable) or None
+
+
+def path_setting(arguments: list[str], name: str, variable: str) -> Path | None:
+    value = setting(arguments, name, variable)
+    return Path(value) if value else None
+
+
+def client_tls(arguments: list[str]) -> ClientTlsOptions:
+    """Return the agent's TLS settings, from its flags or its LLMPING_TLS_* variables."""
+    enabled_text = os.environ.get("LLMPING_TLS", "").strip().lower()
+    return ClientTlsOptions(
+        enabled="--tls" in arguments or enabled_text in ("1", "true", "yes", "on"),
+        ca_path=path_setting(arguments, "--tls-ca", "LLMPING_TLS_CA"),
+        cert_path=path_setting(arguments, "--tls-cert", "LLMPING_TLS_CERT"),
+        key_path=path_setting(arguments, "--tls-key", "LLMPING_TLS_KEY"),
+        server_name=setting(arguments, "--tls-server-name", "LLMPING_TLS_SERVER_NAME"),
+    )
+
+
 def local_address(listen: str) -> str:
     """Turn a listen address into one to dial: a wildcard host becomes loopback."""
     host, _, port = listen.rpartition(":")
@@ -74,6 +102,10 @@ def local_address(listen: str) -> str:
 
 def check_controller(arguments: list[str]) -> str:
     address = local_address(option(arguments, "--listen") or DEFAULTS["controller"])
+    if setting(arguments, "--tls-cert", "LLMPING_CONTROLLER_TLS_CERT"):
+        if not server_speaks_tls(address, TIMEOUT_S):
+            return f"controller on {address} does not complete a TLS handshake"
+        return ""
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_S)
@@ -87,7 +119,12 @@ def check_agent(arguments: list[str]) -> str:
     address = address or DEFAULTS["controller"]
     token = option(arguments, "--token") or os.environ.get("LLMPING_TOKEN", "")
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
-    with grpc.insecure_channel(address) as channel:
+    tls = client_tls(arguments).load()
+    if tls is None:
+        channel = grpc.insecure_channel(address)
+    else:
+        channel = grpc.secure_channel(address, tls.credentials(), tls.channel_options())
+    with channel:
         stub = pb_grpc.ControlServiceStub(channel)
         reply = stub.ListAgents(pb.ListAgentsRequest(), timeout=TIMEOUT_S, metadata=metadata)
     hostname = socket.gethostname()
@@ -113,7 +150,7 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         problem = check(arguments)
-    except (grpc.RpcError, OSError, ValueError) as error:
+    except (grpc.RpcError, OSError, ValueError, LlmpingError) as error:
         problem = f"{role} health check failed: {error}"
     if problem:
         print(f"unhealthy: {problem}", file=sys.stderr)

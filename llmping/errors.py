@@ -4,6 +4,7 @@ LlmpingError                   base of every error llmping raises on purpose
 ├── InputError                 a plan, flag or file is invalid (CLI exit status 2)
 │   └── PlanError              a plan field is invalid; carries the field path
 ├── ControllerUnavailableError the controller cannot be reached (CLI exit status 3)
+│   └── ControllerTlsError     the TLS handshake with the controller failed
 ├── RunError                   a run could not start or ended badly (CLI exit status 1)
 └── StoreError                 the SQLite store failed
 
@@ -48,6 +49,10 @@ class ControllerUnavailableError(LlmpingError):
     """The controller did not respond at the given address."""
 
     exit_code = 3
+
+
+class ControllerTlsError(ControllerUnavailableError):
+    """The TLS handshake with the controller failed; the message names the likely cause."""
 
 
 class RunError(LlmpingError):

@@ -23,6 +23,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import grpc
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -51,6 +52,10 @@ class OtlpTarget:
     insecure: bool = True
     # gRPC metadata sent with every export, e.g. the controller's bearer token.
     headers: Mapping[str, str] = field(default_factory=dict)
+    # TLS credentials when insecure is False; None uses the OTEL_* certificate variables.
+    credentials: grpc.ChannelCredentials | None = None
+    # Extra gRPC channel options, such as grpc.ssl_target_name_override.
+    channel_options: tuple[tuple[str, str], ...] = ()
 
 
 def sdk_disabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -174,7 +179,13 @@ def _otlp_grpc_span_exporter(target: OtlpTarget | None) -> SpanExporter:
         # Endpoint, headers, TLS and compression come from the OTEL_* variables.
         return OTLPSpanExporter()
     return OTLPSpanExporter(
-        endpoint=target.endpoint, insecure=target.insecure, headers=dict(target.headers)
+        endpoint=target.endpoint,
+        insecure=target.insecure,
+        credentials=target.credentials,
+        headers=dict(target.headers),
+        # opentelemetry-exporter-otlp-proto-grpc 1.45 annotates a one-element tuple, but
+        # merges options of any count.
+        channel_options=target.channel_options or None,  # type: ignore[arg-type]
     )
 
 

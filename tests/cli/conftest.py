@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,9 +334,13 @@ class Processes:
         child = self.start("simulator", "simulate", "--listen", "127.0.0.1:0")
         return child.wait_for(re.compile(r"simulator listening on (http://\S+)")).group(1)
 
-    def controller(self, db_path: Path, listen: str = "127.0.0.1:0") -> tuple[ChildProcess, str]:
-        """Start `llmping controller` and return it with its HOST:PORT."""
-        child = self.start("controller", "controller", "--listen", listen, "--db", str(db_path))
+    def controller(
+        self, db_path: Path, listen: str = "127.0.0.1:0", extra_args: Sequence[str] = ()
+    ) -> tuple[ChildProcess, str]:
+        """Start `llmping controller` with ``extra_args`` and return it with its HOST:PORT."""
+        child = self.start(
+            "controller", "controller", "--listen", listen, "--db", str(db_path), *extra_args
+        )
         return child, child.wait_for(LISTENING).group(1)
 
     def agent(self, controller: str, region: str) -> ChildProcess:
