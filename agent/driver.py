@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from llmping.agent.load import Arrival, ClosedLoop, OpenLoop
 from llmping.agent.retry import LaneBreaker, RetryRule
+from llmping.agent.wake_timer import WakeTimer
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ AttemptFn = Callable[[Arrival, int, bool], Awaitable[str]]
 OVERFLOW_DELAY = "delay"
 OVERFLOW_DROP = "drop"
 
-# How long before a deadline sleep_until() stops sleeping and polls the clock.
+# How long before a deadline sleep_until() stops sleeping and polls the clock, where
+# no WakeTimer is available (see agent/wake_timer.py).
 # CPython 3.11's EpollSelector rounds timeouts up to whole milliseconds, so a plain
 # sleep wakes up to 1 ms late. uvloop 0.23 keeps timers in milliseconds too but fired
 # them up to 1.3 ms early in a local measurement. The loop in sleep_until() sleeps
@@ -150,14 +152,27 @@ class OpenLoopDriver:
 
     async def run(self, start_ns: int) -> None:
         """Run the whole schedule, then wait for the requests still in flight."""
+        wake_timer = WakeTimer.create()
+        try:
+            await self._run(start_ns, wake_timer)
+        finally:
+            if wake_timer is not None:
+                wake_timer.close()
+
+    async def _run(self, start_ns: int, wake_timer: WakeTimer | None) -> None:
         spin_ns = spin_window_ns()
         end_ns = self.model.limits.end_ns
         window_end_ns = None if end_ns is None else start_ns + end_ns
         try:
             arrivals = self.model.arrivals(start_ns)
             for arrival in arrivals:
-                # A stopped lane sends nothing, so its arrivals need no precise wake-up.
-                await sleep_until(arrival.scheduled_ns, 0 if self._breaker.stopped else spin_ns)
+                if self._breaker.stopped:
+                    # A stopped lane sends nothing, so its arrivals need no precise wake-up.
+                    await sleep_until(arrival.scheduled_ns, 0)
+                elif wake_timer is not None:
+                    await wake_timer.sleep_until(arrival.scheduled_ns)
+                else:
+                    await sleep_until(arrival.scheduled_ns, spin_ns)
                 self.counters.arrivals += 1
                 if self._breaker.stopped:
                     self.counters.not_sent_after_stop += 1

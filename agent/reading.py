@@ -32,6 +32,7 @@ from llmping.agent.providers.base import ProviderAdapter
 from llmping.agent.ratelimit import rate_limit_headers, retry_after_s
 from llmping.agent.sse import DEFAULT_MAX_LINE_BYTES, SseEvent, SseParser
 from llmping.agent.stream import StreamEnd
+from llmping.agent.timing import arrival_ns
 
 # An error body is only needed for its message.
 MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -55,6 +56,10 @@ class ResponseReader:
         self.adapter = adapter
         self.attempt = attempt
         self.guard = guard
+        # The connection's protocol, for the time its bytes arrived (see arrival_ns).
+        self._protocol: object = None
+        # When the last body read returned: bytes read later arrived after it.
+        self._resumed_ns = attempt.send_ns
         self.max_line_bytes = max_line_bytes
         # True when the response ended at an end marker and the rest of the body
         # (usually just the chunked terminator) should be read to reuse the connection.
@@ -62,7 +67,10 @@ class ResponseReader:
 
     def on_headers(self, response: aiohttp.ClientResponse) -> None:
         """Record the arrival and the facts of the response head."""
-        now_ns = time.perf_counter_ns()
+        connection = response.connection
+        self._protocol = connection.protocol if connection is not None else None
+        # Not noted as a resume: body bytes that came with the head are still unread.
+        now_ns = arrival_ns(self._protocol, self._resumed_ns, time.perf_counter_ns())
         attempt = self.attempt
         attempt.headers_ns = now_ns
         attempt.phase = PHASE_FIRST_TOKEN
@@ -114,9 +122,9 @@ class ResponseReader:
         try:
             while True:
                 chunk = await response.content.readany()
-                now_ns = time.perf_counter_ns()
                 if not chunk:
                     break
+                now_ns = self._arrived_ns()
                 self._count(chunk, now_ns)
                 if len(prefix) < SNIFF_BYTES and parser.field_lines == 0:
                     prefix += chunk[: SNIFF_BYTES - len(prefix)]
@@ -248,6 +256,13 @@ class ResponseReader:
                 # An error response whose body was cut still has its status.
                 return bytes(body)
             raise
+
+    def _arrived_ns(self) -> int:
+        """Return when the bytes just read arrived, and note that the task resumed now."""
+        now_ns = time.perf_counter_ns()
+        arrived_ns = arrival_ns(self._protocol, self._resumed_ns, now_ns)
+        self._resumed_ns = now_ns
+        return arrived_ns
 
     def _count(self, chunk: bytes, now_ns: int) -> None:
         self.attempt.bytes_received += len(chunk)

@@ -19,6 +19,8 @@ connected and before the handshake starts, so the factory marks the time.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -27,6 +29,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 from aiohttp_socks import ProxyConnector
 from python_socks import parse_proxy_url
 
@@ -168,17 +171,58 @@ class _PeerRecordingMixin:
         return connection
 
 
+class TimedResponseHandler(ResponseHandler):
+    """aiohttp's protocol for one connection, noting when bytes last came off the socket.
+
+    The event loop calls data_received() as soon as it polls the socket. The task that
+    reads the response resumes later, after every callback queued before it, so at
+    a high request rate its own clock reading can be a millisecond or more after the
+    bytes arrived. The reader uses data_ns instead (see agent/reading.py).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        # perf_counter_ns() at the last data_received(), 0 before the first.
+        self.data_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        if data:
+            # aiohttp 3.14 also calls this with b"" when it resumes reading.
+            self.data_ns = time.perf_counter_ns()
+        super().data_received(data)
+
+
+def arrival_ns(protocol: object, not_before_ns: int, now_ns: int) -> int:
+    """Return when the bytes just read arrived: the protocol's data_ns if plausible.
+
+    not_before_ns is when the reading task last resumed, or the send time before the
+    first read: bytes read now were not in the buffer then, so they arrived later.
+    Falls back to now_ns for a protocol without data_ns (behind a SOCKS proxy) and for
+    a data_ns before not_before_ns, which belongs to other bytes.
+    """
+    data_ns = getattr(protocol, "data_ns", 0)
+    if not_before_ns <= data_ns <= now_ns:
+        return int(data_ns)
+    return now_ns
+
+
 class _TransportReadyMixin:
     """Wrap the connector's protocol factory to mark the end of the TCP connect.
 
-    NOTE: relies on aiohttp's private BaseConnector._factory (aiohttp 3.10 to 3.14);
-    if it disappears, tls_ms becomes None and connect_ms includes TLS.
+    The factory also builds TimedResponseHandler in place of aiohttp's ResponseHandler.
+
+    NOTE: relies on aiohttp's private BaseConnector._factory (aiohttp 3.10 to 3.14),
+    a functools.partial of ResponseHandler. If it changes, tls_ms becomes None and
+    connect_ms includes TLS, or reads are timed when the reading task resumes.
     """
 
     def _mark_transport_ready(self) -> None:
         inner = getattr(self, "_factory", None)
         if inner is None:
             return
+        build = inner
+        if isinstance(inner, functools.partial) and inner.func is ResponseHandler:
+            build = functools.partial(TimedResponseHandler, *inner.args, **inner.keywords)
 
         def factory() -> Any:
             timing = _current_timing.get()
@@ -186,7 +230,7 @@ class _TransportReadyMixin:
                 # The last call wins: with an HTTP proxy and an https URL, aiohttp calls
                 # the factory again after CONNECT, right before the TLS handshake.
                 timing.transport_ready_ns = time.perf_counter_ns()
-            return inner()
+            return build()
 
         setattr(self, "_factory", factory)  # noqa: B010 - the attribute is private to aiohttp
 

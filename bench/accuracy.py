@@ -187,6 +187,8 @@ def print_breakdown(
     args: argparse.Namespace,
 ) -> None:
     delivery, first_late, last_late, first_read, last_read = [], [], [], [], []
+    # (TTFT error, start lag, delivery, server lateness, read delay) of each request.
+    ttft_parts: list[tuple[float, float, float, float, float]] = []
     ttft_ns = round(args.ttft_ms * 1e6)
     e2e_ns = round((args.ttft_ms + (args.chunks - 1) * args.gap_ms) * 1e6)
     for record in ok:
@@ -200,12 +202,36 @@ def print_breakdown(
         last_late.append((server.last_write_ns - server.arrival_ns - e2e_ns) / 1e6)
         first_read.append((scheduled_ns + record.ttft_ms * 1e6 - server.first_write_ns) / 1e6)
         last_read.append((scheduled_ns + record.e2e_ms * 1e6 - server.last_write_ns) / 1e6)
+        ttft_parts.append(
+            (
+                record.ttft_ms - args.ttft_ms,
+                record.start_lag_ms,
+                delivery[-1],
+                first_late[-1],
+                first_read[-1],
+            )
+        )
     print(f"breakdown (ms), {len(delivery)} of {len(ok)} records matched to server timings:")
     print(row("request delivery (send -> server)", delivery))
     print(row("server lateness, first chunk", first_late))
     print(row("server lateness, last chunk", last_late))
     print(row("read delay, first chunk", first_read))
     print(row("read delay, last chunk", last_read))
+    print_tail(ttft_parts)
+
+
+def print_tail(ttft_parts: list[tuple[float, float, float, float, float]]) -> None:
+    """Print what the requests with a TTFT error at or above its p99 spent their time on."""
+    if not ttft_parts:
+        return
+    ttft_parts.sort()
+    tail = ttft_parts[int(0.99 * len(ttft_parts)) :]
+    means = [sum(part[index] for part in tail) / len(tail) for index in range(5)]
+    print(
+        f"the {len(tail)} requests with the largest TTFT error (mean ms): error {means[0]:.3f} = "
+        f"start lag {means[1]:.3f} + delivery {means[2]:.3f} + server lateness "
+        f"{means[3]:.3f} + read delay {means[4]:.3f}"
+    )
 
 
 def parse_args() -> argparse.Namespace:

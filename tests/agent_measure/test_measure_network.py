@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from llmping.agent.timing import TimedResponseHandler, arrival_ns
 from llmping.v1 import llmping_pb2 as pb
 
 ANSWER = (
@@ -443,3 +444,45 @@ async def test_network_reset_before_headers(kit: Any, make_executor: Any) -> Non
         server.close()
     assert record.error_class == "connection_reset"
     assert record.error_phase == "headers"
+
+
+async def test_network_read_timed_at_arrival(
+    kit: Any, scripted_server: Any, make_executor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A callback that blocks the loop for 80 ms runs after the first text chunk came
+    # off the socket and before the reading task resumes. TTFT must still end when
+    # the bytes arrived, not when the task got to them. The rest comes later, because
+    # a read that also contains bytes from a later data_received() gets that later time.
+    first = b'data: {"choices":[{"delta":{"content":"first"},"finish_reason":null}]}\n\n'
+    rest = b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    server = await scripted_server(
+        [kit.ScriptedResponse(chunks=[first, rest], delays_ms=[50, 150])]
+    )
+    executor = await make_executor(kit.provider_for("openai", server.url))
+    original = TimedResponseHandler.data_received
+    blocked: list[int] = []
+
+    def received_then_blocked(handler: TimedResponseHandler, data: bytes) -> None:
+        if b"first" in data and not blocked:
+            blocked.append(time.perf_counter_ns())
+            asyncio.get_running_loop().call_soon(time.sleep, 0.08)
+        original(handler, data)
+
+    monkeypatch.setattr(TimedResponseHandler, "data_received", received_then_blocked)
+    record = await run(executor)
+
+    assert record.error_class == ""
+    assert blocked
+    assert record.ttft_ms >= 50
+    assert record.ttft_ms < 50 + 60
+    assert record.e2e_ms >= 50 + 150
+
+
+async def test_network_arrival_needs_plausible_time() -> None:
+    class Protocol:
+        data_ns = 500
+
+    assert arrival_ns(Protocol(), not_before_ns=400, now_ns=900) == 500
+    assert arrival_ns(Protocol(), not_before_ns=600, now_ns=900) == 900
+    assert arrival_ns(Protocol(), not_before_ns=100, now_ns=450) == 450
+    assert arrival_ns(None, not_before_ns=100, now_ns=450) == 450
