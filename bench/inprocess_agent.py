@@ -36,9 +36,17 @@ class CountingLink:
     """Stands in for the controller connection: serializes and keeps what the runner sends."""
 
     def __init__(self) -> None:
-        self.records: list[pb.Record] = []
-        self.batches = 0
+        self.messages: list[pb.AgentMessage] = []
         self.final_update: pb.AssignmentUpdate | None = None
+
+    @property
+    def batches(self) -> int:
+        return len(self.messages)
+
+    @property
+    def records(self) -> list[pb.Record]:
+        """Every record sent so far, for reading after the run."""
+        return [record for message in self.messages for record in message.result_batch.records]
 
     def send_update(self, update: pb.AssignmentUpdate) -> None:
         if update.state in FINAL_STATES:
@@ -46,9 +54,10 @@ class CountingLink:
 
     def send_batch(self, message: pb.AgentMessage) -> None:
         # The real connection serializes each batch for gRPC; pay that cost here too.
+        # The records are read after the run, because copying them out of the batch
+        # here would block the loop in a way the real agent does not.
         message.SerializeToString()
-        self.batches += 1
-        self.records.extend(message.result_batch.records)
+        self.messages.append(message)
 
 
 class RecordingClock(ClockEstimator):

@@ -5,9 +5,11 @@ streams, so this script times that part alone. It parses the same 16 KB body tha
 nginx serves in bench/agent_ceiling.py, fed in ``--read-bytes`` pieces the way
 aiohttp's readany() hands them over:
 
-- ``llmping``: llmping's SseParser plus the OpenAI adapter's interpret_event into a
+- ``llmping``: llmping's SseParser.feed_parts() plus the OpenAI reader's
+  interpret_chunk_payloads() (and interpret_chunk_event() for other events) into a
   ResponseAccumulator, as agent/reading.py calls them.
-- ``split+json`` and ``split+orjson``: a lower bound written for this comparison only.
+- ``split+json`` and ``split+orjson``: a minimal parser written for this comparison only,
+  a lower bound for any parser that decodes every chunk into dicts with that library.
   It splits lines with bytes.split, decodes each ``data:`` payload and reads
   choices[0].delta.content, usage and finish_reason. That is all this body needs, but
   none of the edge cases llmping handles (CR line ends, comments, multi-line data,
@@ -122,8 +124,8 @@ def main() -> None:
     print(f"body: {len(body)} bytes in {len(pieces)} reads, {len(payloads)} JSON payloads")
 
     candidates: dict[str, Callable[[list[bytes]], int]] = {
-        "llmping (SseParser + interpret_chunk_event)": parse_with_llmping,
-        "split+json (lower bound)": split_parser(json.loads),
+        "llmping (feed_parts + interpret_chunk_payloads)": parse_with_llmping,
+        "split+json (minimal)": split_parser(json.loads),
         "json.loads only": json_only(json.loads, payloads),
     }
     try:
@@ -131,7 +133,7 @@ def main() -> None:
     except ImportError:
         print("orjson is not installed; its rows are left out (pip install orjson)")
     else:
-        candidates["split+orjson (lower bound)"] = split_parser(orjson.loads)
+        candidates["split+orjson (minimal)"] = split_parser(orjson.loads)
         candidates["orjson.loads only"] = json_only(orjson.loads, payloads)
 
     for name, parse in candidates.items():

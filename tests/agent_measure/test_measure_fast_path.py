@@ -58,19 +58,64 @@ def _plain_chunk(content: Any, **delta_extra: Any) -> dict[str, Any]:
     }
 
 
+_JSON_KEYS = st.sampled_from(
+    [
+        "choices", "delta", "content", "error", "usage", "object", "type", "text",
+        "refusal", "finish_reason", "id", "model", "message",
+    ]
+)  # fmt: skip
 _JSON_VALUES = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
     lambda children: st.one_of(
         st.lists(children, max_size=3),
-        st.dictionaries(
-            st.sampled_from(["choices", "delta", "content", "error", "usage", "object"]),
-            children,
-            max_size=4,
-        ),
+        st.dictionaries(_JSON_KEYS, children, max_size=4),
     ),
     max_leaves=12,
 )
 _TEXT = st.one_of(st.text(max_size=6), st.sampled_from(["你好", "世界", "é", "\u2028", "", " "]))
+
+
+_PLAIN = '{"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"hi"}}]}'
+# Shapes where a decoder could read a chunk differently from a dict-based reading.
+_RAW_SHAPES = {
+    "duplicate_keys": (
+        b'{"choices":[{"delta":{"content":"a"}}],"choices":[{"delta":{"content":"b",'
+        b'"content":"c"}}],"id":"x","id":"y"}'
+    ),
+    "unknown_delta_field": b'{"choices":[{"delta":{"content":"a","annotations":[1]}}]}',
+    "delta_null": b'{"choices":[{"delta":null,"message":{"content":"m"}}]}',
+    "choices_null": b'{"id":"c","choices":null,"usage":{"completion_tokens":3}}',
+    "message_and_delta": (b'{"choices":[{"delta":{"content":"d"},"message":{"content":"m"}}]}'),
+    "big_int": (
+        b'{"choices":[{"delta":{"content":"b"}}],"usage":{"completion_tokens":'
+        b"123456789012345678901234567890}}"
+    ),
+    "huge_float": b'{"choices":[{"delta":{"content":"f"}}],"usage":{"completion_tokens":1e400}}',
+    "empty_refusal": b'{"choices":[{"delta":{"content":"r","refusal":""}}]}',
+    "empty_tool_calls": b'{"choices":[{"delta":{"content":"t","tool_calls":[]}}]}',
+    "finish_number": b'{"choices":[{"delta":{"content":"n"},"finish_reason":7}]}',
+    "id_number": _PLAIN.replace('"c1"', "17").encode(),
+    "content_list": b'{"choices":[{"delta":{"content":["x"]}}]}',
+    "choice_string": b'{"choices":["x"]}',
+    "error_null": _PLAIN.replace('"id"', '"error":null,"id"').encode(),
+    "error_with_choices": _PLAIN.replace('"id"', '"error":{"message":"boom"},"id"').encode(),
+    "object_error_with_choices": _PLAIN.replace('"id"', '"object":"error","id"').encode(),
+    "type_error_with_choices": _PLAIN.replace('"id"', '"type":"error","id"').encode(),
+    "refusal_text": b'{"choices":[{"delta":{"content":null,"refusal":"I cannot help"}}]}',
+    "reasoning_text": b'{"choices":[{"delta":{"content":"","reasoning":"thinking"}}]}',
+    "tool_call": (
+        b'{"choices":[{"delta":{"content":null,"tool_calls":[{"index":0,'
+        b'"function":{"name":"f","arguments":"{}"}}]}}]}'
+    ),
+    "function_call": b'{"choices":[{"delta":{"function_call":{"name":"f","arguments":"{}"}}}]}',
+    "choice_text": b'{"choices":[{"delta":{"content":"a"},"text":"legacy"}]}',
+    "choice_usage": b'{"choices":[{"delta":{"content":"a"},"usage":{"completion_tokens":4}}]}',
+    "choice_text_null": b'{"choices":[{"delta":{"content":"a"},"text":null}]}',
+    "two_choices": b'{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}',
+    "usage_only": b'{"id":"u","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":5}}',
+    "usage_and_text": b'{"choices":[{"delta":{"content":"z"}}],"usage":{"completion_tokens":1}}',
+    "plain": _PLAIN.encode(),
+}
 
 
 @st.composite
@@ -81,8 +126,15 @@ def chunk_payload(draw: st.DrawFn) -> bytes:
             [
                 "plain", "plain", "plain", "plain", "role", "refusal_null", "finish",
                 "usage", "reasoning", "tool", "error", "object_error", "type_error",
-                "two_choices", "choice_text", "choice_usage", "done", "done_spaced", "invalid_json",
-                "invalid_utf8", "nan", "surrogate", "empty", "not_object", "random",
+                "two_choices", "choice_text", "choice_usage", "duplicate_keys",
+                "unknown_delta_field", "delta_null", "choices_null", "message_and_delta",
+                "big_int", "huge_float", "empty_refusal", "empty_tool_calls",
+                "finish_number", "id_number", "content_list", "choice_string",
+                "error_null", "error_with_choices", "object_error_with_choices",
+                "type_error_with_choices", "refusal_text", "reasoning_text",
+                "tool_call", "function_call", "choice_text_null", "done", "done_spaced",
+                "invalid_json", "invalid_utf8", "nan", "surrogate", "empty", "not_object",
+                "random",
             ]
         )
     )  # fmt: skip
@@ -129,6 +181,8 @@ def chunk_payload(draw: st.DrawFn) -> bytes:
         chunk["choices"][0]["usage"] = {"completion_tokens": draw(st.integers(0, 9))}
         return json.dumps(chunk).encode()
 
+    if kind in _RAW_SHAPES:
+        return _RAW_SHAPES[kind]
     if kind == "done":
         return b"[DONE]"
     if kind == "done_spaced":
@@ -327,6 +381,14 @@ def test_fast_path_recorded_cases(case: dict[str, Any]) -> None:
         assert events_by_feed_parts(pieces, DEFAULT_MAX_LINE_BYTES) == expected_events, cut
         expected = interpret_by_events(adapter, pieces, DEFAULT_MAX_LINE_BYTES)
         assert interpret_by_parts(adapter, pieces, DEFAULT_MAX_LINE_BYTES) == expected, cut
+
+
+@pytest.mark.parametrize("kind", sorted(_RAW_SHAPES))
+def test_payload_shape_same_outcome(kind: str) -> None:
+    # One clean read, so the payload certainly takes the payload path.
+    body = b"data: " + _RAW_SHAPES[kind] + b"\n\ndata: [DONE]\n\n"
+    assert SseParser().feed_parts(body)[0] == []
+    assert interpret_by_parts(OPENAI, [body]) == interpret_by_events(OPENAI, [body])
 
 
 def test_plain_stream_takes_fast_path() -> None:
