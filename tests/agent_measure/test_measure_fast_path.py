@@ -298,6 +298,15 @@ def _state(acc: ResponseAccumulator) -> dict[str, Any]:
     }
 
 
+def _interpret_events(
+    adapter: ProviderAdapter, events: list[SseEvent], now_ns: int, acc: ResponseAccumulator
+) -> None:
+    for event in events:
+        adapter.interpret_event(event, now_ns, acc)
+        if acc.error is not None:
+            return
+
+
 def interpret_by_events(
     adapter: ProviderAdapter, pieces: list[bytes], max_line_bytes: int = 4096
 ) -> Outcome:
@@ -306,10 +315,7 @@ def interpret_by_events(
     acc = ResponseAccumulator()
     try:
         for now_ns, piece in enumerate(pieces):
-            for event in parser.feed(piece):
-                adapter.interpret_event(event, now_ns, acc)
-                if acc.error is not None:
-                    break
+            _interpret_events(adapter, parser.feed(piece), now_ns, acc)
             if acc.error is not None:
                 break
     except ClassifiedError as exc:
@@ -326,16 +332,11 @@ def interpret_by_parts(
     try:
         for now_ns, piece in enumerate(pieces):
             before, payloads, after = parser.feed_parts(piece)
-            for event in before:
-                adapter.interpret_event(event, now_ns, acc)
-                if acc.error is not None:
-                    break
+            _interpret_events(adapter, before, now_ns, acc)
             if payloads and acc.error is None:
                 adapter.interpret_payloads(payloads, now_ns, acc)
-            for event in after if acc.error is None else []:
-                adapter.interpret_event(event, now_ns, acc)
-                if acc.error is not None:
-                    break
+            if acc.error is None:
+                _interpret_events(adapter, after, now_ns, acc)
             if acc.error is not None:
                 break
     except ClassifiedError as exc:
