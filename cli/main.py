@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from llmping import __version__
-from llmping.cli import agent_cmd, controller_cmd, demo_cmd, run_cmds, simulate_cmd
+from llmping.cli import (
+    agent_cmd,
+    compare_cmd,
+    controller_cmd,
+    demo_cmd,
+    run_cmds,
+    simulate_cmd,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +27,7 @@ cli.add_command(simulate_cmd.simulate)
 cli.add_command(demo_cmd.demo)
 for command in run_cmds.COMMANDS:
     cli.add_command(command)
+cli.add_command(compare_cmd.compare)
 
 
 def main() -> None:

@@ -24,22 +24,30 @@ RENDERERS: dict[str, Callable[[pb.Report], str]] = {
 FORMATS = tuple(RENDERERS)
 
 
-def report_output_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --format and --output, the options of every command that prints a report."""
-    command = click.option(
-        "--output",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Write the report to this file instead of stdout.",
-    )(command)
-    return click.option(
-        "--format",
-        "report_format",
-        type=click.Choice(FORMATS),
-        default="table",
-        show_default=True,
-        help="Report format.",
-    )(command)
+def output_options(formats: tuple[str, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Return a decorator adding --format (one of ``formats``, table first) and --output."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--output",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Write the report to this file instead of stdout.",
+        )(command)
+        return click.option(
+            "--format",
+            "report_format",
+            type=click.Choice(formats),
+            default="table",
+            show_default=True,
+            help="Report format.",
+        )(command)
+
+    return decorate
+
+
+report_output_options = output_options(FORMATS)
+"""Add --format and --output, the options of every command that prints a report."""
 
 
 def render_report(report: pb.Report, report_format: str) -> str:
@@ -64,7 +72,11 @@ def emit_report(
     if output is None and report_format == "table" and stdout.is_terminal:
         report_table.print_table(printable_report(report), stdout)
         return
-    text = render_report(report, report_format)
+    write_output(render_report(report, report_format), output, stdout, stderr)
+
+
+def write_output(text: str, output: Path | None, stdout: Console, stderr: Console) -> None:
+    """Write rendered text to ``output``, or to stdout as UTF-8 when it is None."""
     if output is None:
         _write_utf8(stdout, text)
         return

@@ -90,12 +90,12 @@ def to_csv(report: pb.Report) -> str:
     return buffer.getvalue()
 
 
-def _md_escape(text: str) -> str:
+def md_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |"]
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |"]
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         lines.append("| " + " | ".join(row) + " |")
@@ -109,13 +109,13 @@ def _md_grid(report: pb.Report) -> list[str]:
     rows = []
     for provider in data.provider_names(report):
         model = data.model_of(report, provider)
-        cells = [f"**{_md_escape(provider)}**" + (f"<br>{_md_escape(model)}" if model else "")]
+        cells = [f"**{md_escape(provider)}**" + (f"<br>{md_escape(model)}" if model else "")]
         for target in targets:
             key = (provider, target)
             lines = data.cell_lines(grid.get(key), marks.get(key, ""))
-            cells.append("<br>".join(_md_escape(line) for line in lines))
+            cells.append("<br>".join(md_escape(line) for line in lines))
         rows.append(cells)
-    return _md_table(["provider", *targets], rows)
+    return md_table(["provider", *targets], rows)
 
 
 def _md_sections(report: pb.Report) -> list[str]:
@@ -123,13 +123,13 @@ def _md_sections(report: pb.Report) -> list[str]:
     notes = data.not_available_notes(report)
     if notes:
         lines += ["", "**N/A**: the provider does not offer the model.", ""]
-        lines += [f"- {_md_escape(note)}" for note in notes]
+        lines += [f"- {md_escape(note)}" for note in notes]
     noise = data.noise_notes(report)
     if noise:
         lines += ["", "**Within noise** (95% confidence intervals of mean E2E overlap):", ""]
         lines += [
-            f"- {_md_escape(n.target)}: {_md_escape(n.faster)} "
-            f"{data.format_ms(n.faster_mean_ms)} ms vs {_md_escape(n.slower)} "
+            f"- {md_escape(n.target)}: {md_escape(n.faster)} "
+            f"{data.format_ms(n.faster_mean_ms)} ms vs {md_escape(n.slower)} "
             f"{data.format_ms(n.slower_mean_ms)} ms"
             for n in noise
         ]
@@ -138,14 +138,14 @@ def _md_sections(report: pb.Report) -> list[str]:
         lines += ["", "## Errors", ""]
         rows = [
             [
-                _md_escape(s.provider),
-                _md_escape(s.target),
+                md_escape(s.provider),
+                md_escape(s.target),
                 f"{s.errors}/{s.requests}",
-                _md_escape(data.error_breakdown(s)),
+                md_escape(data.error_breakdown(s)),
             ]
             for s in errors
         ]
-        lines += _md_table(["provider", "target", "errors", "classes"], rows)
+        lines += md_table(["provider", "target", "errors", "classes"], rows)
     return lines
 
 
@@ -154,28 +154,28 @@ def _md_thresholds(report: pb.Report) -> list[str]:
         return []
     rows = [
         [
-            _md_escape(data.describe_threshold(r.threshold)),
-            _md_escape(data.threshold_scope(r)),
+            md_escape(data.describe_threshold(r.threshold)),
+            md_escape(data.threshold_scope(r)),
             f"{r.observed:g}",
             "pass" if r.passed else "**FAIL**",
         ]
         for r in report.threshold_results
     ]
-    return ["", "## Thresholds", "", *_md_table(["rule", "scope", "observed", "result"], rows)]
+    return ["", "## Thresholds", "", *md_table(["rule", "scope", "observed", "result"], rows)]
 
 
 def _md_diagnoses(report: pb.Report) -> list[str]:
     if not report.agent_diagnoses:
         return []
-    rows = [[_md_escape(cell) for cell in row] for row in data.diagnosis_rows(report)]
-    return ["", "## Agent self-diagnosis", "", *_md_table(data.diagnosis_columns(report), rows)]
+    rows = [[md_escape(cell) for cell in row] for row in data.diagnosis_rows(report)]
+    return ["", "## Agent self-diagnosis", "", *md_table(data.diagnosis_columns(report), rows)]
 
 
 def to_markdown(report: pb.Report) -> str:
     """Render the comparison table and its sections as GitHub-flavored Markdown."""
-    lines = [f"# llmping report: {_md_escape(report.plan.name or report.run.plan_name)}", ""]
-    lines += [f"- {_md_escape(line)}" for line in data.header_lines(report)]
-    lines += ["", *_md_grid(report), "", f"_{_md_escape(data.LEGEND)}_"]
+    lines = [f"# llmping report: {md_escape(report.plan.name or report.run.plan_name)}", ""]
+    lines += [f"- {md_escape(line)}" for line in data.header_lines(report)]
+    lines += ["", *_md_grid(report), "", f"_{md_escape(data.LEGEND)}_"]
     lines += _md_sections(report)
     lines += _md_thresholds(report)
     lines += _md_diagnoses(report)
