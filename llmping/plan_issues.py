@@ -105,12 +105,21 @@ def issue_from_pydantic(error: Any) -> PlanIssue:
         return PlanIssue(format_path(loc), "missing required key", f"add {loc[-1]}: to the plan")
     if kind in _NUMBER_ERRORS:
         return _number_issue(loc, kind, ctx, error.get("input"))
+    if kind == "list_type" and isinstance(error.get("input"), dict):
+        return _mapping_for_list_issue(loc, error["input"])
     problem = str(error["msg"]).removeprefix("Value error, ")
     secret = any(p in ("api_key_env", "headers") for p in loc)
     value = error.get("input")
     if not secret and isinstance(value, (str, int, float, bool)):
         problem += f", got {str(value)[:60]!r}"
     return PlanIssue(format_path(loc), problem[:1].lower() + problem[1:])
+
+
+def _mapping_for_list_issue(loc: list[int | str], value: dict[Any, Any]) -> PlanIssue:
+    """Describe a mapping written where the plan wants a list, with the list form."""
+    first_key = next(iter(value), "key")
+    hint = f"write each entry as a list item starting with '- ', for example '- {first_key}: ...'"
+    return PlanIssue(format_path(loc), "expected a list, got a mapping", hint)
 
 
 def _unknown_key_issue(loc: list[int | str]) -> PlanIssue:

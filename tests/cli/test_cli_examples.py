@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,33 @@ def test_simulator_example_runs_without_errors(processes: Any) -> None:
     outcomes = stored_outcomes(db_path, report["run"]["run_id"])
     assert len(outcomes) >= sum(s["requests"] for s in report["summaries"])
     assert [o for o in outcomes if o[1] or o[2] != 200] == []
+
+
+README_PATHS = [Path(__file__).parents[2] / name for name in ("README.md", "README.zh-CN.md")]
+_YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def _readme_plans() -> list[tuple[str, str]]:
+    plans = []
+    for path in README_PATHS:
+        for index, block in enumerate(_YAML_BLOCK.findall(path.read_text("utf-8"))):
+            if "providers:" in block:
+                plans.append((f"{path.name}-{index}", block))
+    return plans
+
+
+def test_readmes_show_a_plan() -> None:
+    names = {name.split("-")[0] for name, _ in _readme_plans()}
+    assert names == {"README.md", "README.zh"}
+
+
+@pytest.mark.parametrize(
+    ("name", "block"), _readme_plans(), ids=[name for name, _ in _readme_plans()]
+)
+def test_readme_plan_is_valid(name: str, block: str, tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(block, "utf-8")
+    plan = load_plan(path)
+    assert plan.providers
+    assert plan.thresholds
+    assert estimate_requests(plan).requests_total > 0

@@ -219,6 +219,12 @@ def test_all_errors_listed(tmp_path: Path) -> None:
         ),
         (
             "  - shanghai\n",
+            "  - shanghai\nthresholds:\n  ttft_p95_ms: '< 5'\n",
+            "expected a list, got a mapping; write each entry as a list item starting with "
+            "'- ', for example '- ttft_p95_ms: ...'",
+        ),
+        (
+            "  - shanghai\n",
             "  - shanghai\nthresholds:\n  - {error_rate: '< 1%', provider: nobody}\n",
             "no provider named 'nobody'",
         ),
