@@ -158,17 +158,38 @@ def trim_detail(text: str, max_chars: int = DETAIL_MAX_CHARS) -> str:
     return flat[: max_chars - 1] + "…"
 
 
-def classify_http_error(status: int, headers: Mapping[str, str], body: bytes) -> ClassifiedError:
+def classify_http_error(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    request_path: str = "",
+    example_base_url: str = "",
+) -> ClassifiedError:
     """Classify a non-2xx response from its status and its body.
 
     The class is http_<status>, except model_not_found for a 400 or 404 whose body
     states that the model does not exist. The caller still stores the status beside it.
+    Any other 404 usually means a wrong base_url, so when the caller gives the request
+    path (never the query, which can carry a key), the detail names it with a hint.
     """
     detail = describe_body(headers, body)
     error_class = http_error_class(status)
     if status in (400, 404) and _says_model_missing(body, detail):
         error_class = MODEL_NOT_FOUND
+    elif status == 404 and request_path:
+        detail = _not_found_detail(detail, request_path, example_base_url)
     return ClassifiedError(error_class, detail, PHASE_HEADERS)
+
+
+def _not_found_detail(body_detail: str, request_path: str, example_base_url: str) -> str:
+    # The body keeps whatever room the hint leaves in DETAIL_MAX_CHARS, at least 100
+    # characters, because the controller reads a model name in it as not available.
+    hint = "check the provider's base_url"
+    if example_base_url:
+        hint += f" (for this API it looks like {example_base_url})"
+    suffix = f", for POST {request_path}; {hint}"
+    room = max(100, DETAIL_MAX_CHARS - len(suffix))
+    return f"{trim_detail(body_detail, room)}{suffix}"
 
 
 def describe_body(headers: Mapping[str, str], body: bytes) -> str:
@@ -338,7 +359,7 @@ def _local_failure(exc: BaseException, local_errno: int) -> ClassifiedError:
 
 def _classify_connect_error(exc: aiohttp.ClientConnectorError) -> ClassifiedError:
     cause = exc.os_error
-    detail = f"{type(exc).__name__}: {exc}"
+    detail = describe_connect_error(exc)
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
         detail = f"proxy: {detail}"
     if isinstance(cause, asyncio.TimeoutError):
@@ -349,6 +370,26 @@ def _classify_connect_error(exc: aiohttp.ClientConnectorError) -> ClassifiedErro
     # of their own in the documented set, so they count as connection_refused. The
     # detail keeps the errno text.
     return ClassifiedError(CONNECTION_REFUSED, detail, PHASE_CONNECT)
+
+
+def describe_connect_error(exc: aiohttp.ClientConnectorError) -> str:
+    """Describe a failed connection as "cannot connect to HOST:PORT: <OS reason>".
+
+    aiohttp's own text ends in "ssl:default" even for an http:// URL, which reads as if
+    TLS were involved, and asyncio hides the OS reason behind "Connect call failed".
+    """
+    host = f"[{exc.host}]" if ":" in exc.host else exc.host
+    return f"cannot connect to {host}:{exc.port}: {_connect_failure_reason(exc.os_error)}"
+
+
+def _connect_failure_reason(cause: OSError) -> str:
+    if isinstance(cause, asyncio.TimeoutError):
+        return "timed out"
+    if cause.errno:
+        return os.strerror(cause.errno).lower()
+    # Several addresses failed (aiohttp then joins their errors), or the error has no
+    # errno, such as an OSError raised by a custom resolver.
+    return str(cause) or type(cause).__name__
 
 
 def _classify_payload_error(exc: aiohttp.ClientPayloadError, phase: str) -> ClassifiedError:

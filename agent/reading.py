@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -106,7 +107,13 @@ class ResponseReader:
         attempt.error = ClassifiedError(http_error_class(response.status), "no body read")
         body = await self._read_up_to(response, MAX_ERROR_BODY_BYTES, truncate=True)
         attempt.finish()
-        attempt.error = classify_http_error(response.status, headers, body)
+        attempt.error = classify_http_error(
+            response.status,
+            headers,
+            body,
+            request_path=urlsplit(self.adapter.build_url()).path,
+            example_base_url=self.adapter.example_base_url,
+        )
 
     async def _read_whole(self, response: aiohttp.ClientResponse) -> None:
         body = await self._read_up_to(response, MAX_WHOLE_BODY_BYTES, truncate=False)

@@ -22,7 +22,7 @@ from llmping.errors import (
     LlmpingError,
     RunError,
 )
-from llmping.protocol import MAX_MESSAGE_BYTES
+from llmping.protocol import MAX_MESSAGE_BYTES, TOKEN_REJECTED_PREFIX
 from llmping.tls import ClientTls, diagnose_connect_failure
 from llmping.v1 import llmping_pb2 as pb
 from llmping.v1 import llmping_pb2_grpc as pb_grpc
@@ -88,10 +88,7 @@ def translate_rpc_error(
             f"request to the controller at {address} timed out, check that it is running"
         )
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return InputError(
-            f"the controller at {address} rejected the token ({details}), "
-            f"pass the controller's token with --token or {TOKEN_ENV}"
-        )
+        return InputError(_token_rejected_message(details, address))
     if code in (
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.NOT_FOUND,
@@ -100,6 +97,14 @@ def translate_rpc_error(
     ):
         return InputError(details)
     return RunError(f"the controller at {address} failed: {code.name}: {details}")
+
+
+def _token_rejected_message(details: str, address: str) -> str:
+    fix = f"pass the controller's token with --token or {TOKEN_ENV}"
+    # An llmping controller's details already name this fix, so only its reason is kept.
+    if details.startswith(TOKEN_REJECTED_PREFIX):
+        return f"the controller at {address} rejected the missing or wrong token, {fix}"
+    return f"the controller at {address} rejected the token ({details}), {fix}"
 
 
 # gRPC waits up to 120 s between connection attempts by default, which would outlast

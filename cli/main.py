@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core prints its own log lines (handshake failures, ports it cannot bind) to
+# stderr ahead of the llmping error that explains them. It reads GRPC_VERBOSITY when
+# grpc initialises, so the default must be set before any module below imports grpc.
+# A user who sets the variable, for example GRPC_VERBOSITY=DEBUG, still gets the lines.
+# Worker processes of `llmping agent --processes` inherit the setting.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import click
 
 from llmping import __version__

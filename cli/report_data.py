@@ -18,6 +18,9 @@ from llmping.v1 import llmping_pb2 as pb
 
 ERROR_GROUPS = ("4xx", "5xx", "other")
 MISSING = "-"
+# Maximum length, in characters, of the sample error message in the table and Markdown
+# reports. The HTML and JSON reports keep the whole detail.
+SAMPLE_ERROR_MAX_CHARS = 200
 NOT_AVAILABLE = "N/A"
 LEGEND = (
     "avg: mean E2E with the half-width of its 95% confidence interval. "
@@ -211,6 +214,25 @@ def error_breakdown(summary: pb.Summary) -> str:
             counts = ", ".join(f"{name} x{count}" for name, count in entries)
             parts.append(f"{group}: {counts}")
     return " | ".join(parts)
+
+
+def sample_error_message(summary: pb.Summary, max_chars: int = SAMPLE_ERROR_MAX_CHARS) -> str:
+    """Return the first sample error detail, shortened at a space to max_chars.
+
+    The cut falls between words, so an address such as 127.0.0.1:7890 stays whole. A
+    detail with no space in its first max_chars is cut at max_chars.
+    """
+    if not summary.sample_error_details:
+        return ""
+    text = " ".join(summary.sample_error_details[0].split())
+    if len(text) <= max_chars:
+        return text
+    head = text[: max_chars - 1]
+    space = head.rfind(" ")
+    # A head followed by a space already ends with a whole word.
+    if text[max_chars - 1] != " " and space > 0:
+        head = head[:space]
+    return head.rstrip() + "…"
 
 
 def summaries_with_errors(report: pb.Report) -> list[pb.Summary]:

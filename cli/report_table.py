@@ -77,12 +77,14 @@ def _errors_section(report: pb.Report) -> list[RenderableType]:
     if not summaries:
         return []
     table = Table(title="Errors", title_justify="left")
-    for column in ("provider", "target", "errors", *data.ERROR_GROUPS, "sample message"):
+    for column in ("provider", "target", "errors", *data.ERROR_GROUPS):
         table.add_column(column)
+    # The message wraps at spaces, and fold splits only a word longer than the column.
+    table.add_column("sample message", ratio=1, overflow="fold")
     for summary in summaries:
         grouped = data.group_error_classes(summary.error_classes)
         groups = [", ".join(f"{name} x{count}" for name, count in grouped[g]) for g in grouped]
-        sample = summary.sample_error_details[0][:80] if summary.sample_error_details else ""
+        sample = data.sample_error_message(summary)
         cells = [summary.provider, summary.target, f"{summary.errors}/{summary.requests}"]
         table.add_row(*map(Text, [*cells, *groups, sample]))
     return [table]

@@ -16,6 +16,8 @@ DISTRIBUTION_FIELDS = ("count", "mean", "p50", "p90", "p95", "p99", "max")
 DISTRIBUTION_METRICS = ("ttft_ms", "e2e_ms", "ttfb_ms", "tpot_ms", "start_lag_ms")
 # json.dumps escapes C0 characters but writes DEL and C1 characters as they are.
 _UNESCAPED_CONTROLS = re.compile(r"[\x7f-\x9f]")
+# Characters that start Markdown syntax or inline HTML inside a table cell.
+_MARKDOWN_SPECIALS = re.compile(r"[\\`*_~\[\]<>|&]")
 
 
 def to_json(report: pb.Report) -> str:
@@ -94,6 +96,16 @@ def md_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
+def md_escape_message(text: str) -> str:
+    """Escape provider text for a Markdown table cell, so that it shows as written.
+
+    A backslash, which GitHub-flavored Markdown allows before any ASCII punctuation,
+    disarms table pipes, emphasis, code, links and inline HTML such as <script>.
+    """
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\g<0>", text)
+    return escaped.replace("\r", " ").replace("\n", " ")
+
+
 def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(md_escape(h) for h in header) + " |"]
     lines.append("|" + "|".join("---" for _ in header) + "|")
@@ -142,10 +154,11 @@ def _md_sections(report: pb.Report) -> list[str]:
                 md_escape(s.target),
                 f"{s.errors}/{s.requests}",
                 md_escape(data.error_breakdown(s)),
+                md_escape_message(data.sample_error_message(s)),
             ]
             for s in errors
         ]
-        lines += md_table(["provider", "target", "errors", "classes"], rows)
+        lines += md_table(["provider", "target", "errors", "classes", "sample message"], rows)
     return lines
 
 

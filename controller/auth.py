@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import grpc
 
+from llmping.protocol import TOKEN_REJECTED_PREFIX
+
 AUTHORIZATION_KEY = "authorization"
 BEARER_PREFIX = "Bearer "
 
@@ -35,6 +37,6 @@ async def require_token(context: grpc.aio.ServicerContext, token: str, who: str)
         return
     await context.abort(
         grpc.StatusCode.UNAUTHENTICATED,
-        f"missing or invalid token; start {who} with --token or LLMPING_TOKEN set to the "
+        f"{TOKEN_REJECTED_PREFIX}; start {who} with --token or LLMPING_TOKEN set to the "
         "controller's token",
     )

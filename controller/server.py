@@ -27,7 +27,7 @@ from llmping.v1 import llmping_pb2_grpc as pb_grpc
 
 from .agent_service import AgentService
 from .control_service import ControlService
-from .db_lock import DatabaseLock
+from .db_lock import DatabaseLock, lock_path_for
 from .observers import ControllerObserver, ObserverGroup
 from .registry import AgentRegistry
 from .runs import RunManager, RunPolicy
@@ -189,13 +189,31 @@ async def serve(
     locked (DatabaseInUseError).
     """
     host, _ = parse_listen_address(config.listen)
+    new_files = [path for path in _database_files(config.db_path) if not path.exists()]
     db_lock = DatabaseLock(config.db_path)
     db_lock.acquire()
     try:
         return await _serve_locked(config, host, db_lock, observers, interceptors)
     except BaseException:
+        # A controller that never started leaves no files behind, so a retry with
+        # another port does not find a stray database. Files that existed are kept.
+        _remove_files(new_files)
         db_lock.release()
         raise
+
+
+def _database_files(db_path: Path) -> list[Path]:
+    """Return the database, its SQLite WAL and shared-memory files and its lock file."""
+    sidecars = [db_path.with_name(db_path.name + suffix) for suffix in ("-wal", "-shm")]
+    return [db_path, *sidecars, lock_path_for(db_path)]
+
+
+def _remove_files(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot remove %s after the failed start: %s", path, exc.strerror)
 
 
 async def _serve_locked(

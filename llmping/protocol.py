@@ -17,6 +17,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # bounded while still allowing prompts of a few MiB.
 MAX_ASSIGNMENT_BYTES = 8 * 1024 * 1024
 
+# Start of the details of the UNAUTHENTICATED status that the controller returns for a
+# missing or wrong bearer token. The CLI recognises it and states the fix only once.
+TOKEN_REJECTED_PREFIX = "missing or invalid token"
+
 # Start of the Goodbye reason a controller sends to a stream it replaced because a newer
 # stream registered the same agent id. An agent that reads it stops instead of
 # reconnecting, so that two agents with one id do not replace each other forever.

@@ -167,7 +167,7 @@ def read_ca_certificates(path: Path, flag: str) -> bytes:
     """Return the PEM CA certificates in ``path``; raise InputError unless they load."""
     data = _read_file(path, flag, "certificate")
     if _CERTIFICATE_MARKER not in data:
-        raise _not_pem(path, flag, "certificate")
+        raise _not_pem_certificate(path, flag)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
         context.load_verify_locations(cadata=data.decode("ascii"))
@@ -189,10 +189,10 @@ def read_key_pair(
     """
     chain = _read_file(cert_path, cert_flag, "certificate")
     if _CERTIFICATE_MARKER not in chain:
-        raise _not_pem(cert_path, cert_flag, "certificate")
+        raise _not_pem_certificate(cert_path, cert_flag)
     key = _read_file(key_path, key_flag, "private key")
     if _PRIVATE_KEY_MARKER.search(key) is None:
-        raise _not_pem(key_path, key_flag, "private key")
+        raise _not_pem_key(key_path, key_flag, key, cert_flag)
     if any(marker in key for marker in _ENCRYPTED_KEY_MARKERS):
         raise InputError(
             f"invalid {key_flag} value {str(key_path)!r}, the key is encrypted with a "
@@ -244,12 +244,24 @@ def _read_file(path: Path, flag: str, kind: str) -> bytes:
         ) from exc
 
 
-def _not_pem(path: Path, flag: str, kind: str) -> InputError:
-    marker, command = ("PRIVATE KEY", "pkey") if kind == "private key" else ("CERTIFICATE", "x509")
+def _not_pem_certificate(path: Path, flag: str) -> InputError:
     return InputError(
-        f"invalid {flag} value {str(path)!r}, the file is not a PEM {kind} (it has no "
-        f"'-----BEGIN {marker}-----' line); give a PEM file, or convert a DER file with "
-        f"`openssl {command} -inform der -in FILE -out FILE.pem`"
+        f"invalid {flag} value {str(path)!r}, the file is not a PEM certificate (it has no "
+        f"'-----BEGIN CERTIFICATE-----' line); give a PEM file, or convert a DER file with "
+        "`openssl x509 -inform der -in FILE -out FILE.pem`"
+    )
+
+
+def _not_pem_key(path: Path, flag: str, key: bytes, cert_flag: str) -> InputError:
+    if _CERTIFICATE_MARKER in key:
+        return InputError(
+            f"invalid {flag} value {str(path)!r}, the file is a certificate, not a private "
+            f"key; give {flag} the private key of the certificate in {cert_flag}"
+        )
+    return InputError(
+        f"invalid {flag} value {str(path)!r}, the file has no PEM private key "
+        "(-----BEGIN ... PRIVATE KEY-----); give a PEM key file, or convert a DER key with "
+        "`openssl pkey -inform der -in FILE -out FILE.pem`"
     )
 
 
@@ -325,10 +337,16 @@ def explain_tls_failure(details: str, tls: ClientTls, address: str) -> str | Non
     verify = _VERIFY_REASON.search(details)
     if verify is not None or "CERTIFICATE_VERIFY_FAILED" in details:
         reason = verify.group(1).strip() if verify is not None else "verification failed"
-        trusted = "the CA in --tls-ca" if tls.root_certificates else "gRPC's default roots"
+        if tls.root_certificates is None:
+            return (
+                f"gRPC's default roots do not trust the controller's certificate ({reason}); "
+                "pass --tls-ca FILE with the CA that signed the controller's --tls-cert, and "
+                "check that the certificate has not expired"
+            )
         return (
-            f"the controller's certificate is not trusted ({reason}); check that {trusted} "
-            "signed the controller's --tls-cert and that the certificate has not expired"
+            f"the controller's certificate is not trusted ({reason}); check that the CA in "
+            "--tls-ca signed the controller's --tls-cert and that the certificate has not "
+            "expired"
         )
     if "handshake failed" in details.lower():
         return (
@@ -340,7 +358,8 @@ def explain_tls_failure(details: str, tls: ClientTls, address: str) -> str | Non
             return (
                 f"the controller at {address} closed the connection during the TLS handshake, "
                 "so it probably rejected the client certificate in --tls-cert; check that the "
-                "CA in the controller's --tls-client-ca signed it and that it has not expired"
+                "CA in the controller's --tls-client-ca signed it, that it has not expired and "
+                "that its extended key usage includes clientAuth"
             )
         return (
             f"the controller at {address} closed the connection during the TLS handshake, so "

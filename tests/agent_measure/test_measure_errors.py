@@ -239,3 +239,49 @@ async def test_errors_429_keeps_rate_limit_headers(
         "x-ratelimit-remaining-requests": "0",
         "x-ratelimit-reset-requests": "1s",
     }
+
+
+async def run_404(kit: Any, scripted_server: Any, make_executor: Any, kind: str) -> pb.Record:
+    body = b"404: Not Found"
+    headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+    server = await scripted_server(
+        [kit.ScriptedResponse(status=404, headers=headers, chunks=[body], delays_ms=[0])]
+    )
+    # A base_url without /v1, the usual mistake behind a 404.
+    executor = await make_executor(kit.provider_for(kind, server.url + "/api"))
+    record = pb.Record()
+    await executor.execute(record, time.perf_counter_ns(), False)
+    return record
+
+
+async def test_errors_404_names_path_and_base_url(
+    kit: Any, scripted_server: Any, make_executor: Any
+) -> None:
+    record = await run_404(kit, scripted_server, make_executor, "openai")
+
+    assert record.error_class == "http_404"
+    assert record.error_detail == (
+        "404: Not Found, for POST /api/chat/completions; check the provider's base_url "
+        "(for this API it looks like https://api.openai.com/v1)"
+    )
+
+
+async def test_errors_404_detail_leaves_out_query(
+    kit: Any, scripted_server: Any, make_executor: Any
+) -> None:
+    # Azure puts api-version in the query string, where other APIs may put a key.
+    record = await run_404(kit, scripted_server, make_executor, "azure")
+
+    assert record.error_class == "http_404"
+    assert "POST /api/openai/deployments/test-deployment/chat/completions;" in record.error_detail
+    assert "?" not in record.error_detail
+    assert "api-version" not in record.error_detail
+
+
+def test_errors_404_model_not_found_has_no_hint() -> None:
+    body = b'{"error": {"message": "The model `x` does not exist"}}'
+
+    error = classify_http_error(404, {}, body, "/v1/chat/completions", "https://x/v1")
+
+    assert error.error_class == MODEL_NOT_FOUND
+    assert "base_url" not in error.detail

@@ -118,6 +118,8 @@ async def test_network_connection_refused(kit: Any, make_executor: Any) -> None:
 
     assert record.error_class == "connection_refused"
     assert record.error_phase == "connect"
+    # aiohttp's own text adds "ssl:default" to a plain http:// URL.
+    assert record.error_detail == f"cannot connect to 127.0.0.1:{port}: connection refused"
     assert record.http_status == 0
     assert not record.HasField("ttfb_ms")
 

@@ -148,13 +148,17 @@ async def test_proxy_agent_proxy_used(
 
 
 async def test_proxy_http_unreachable(kit: Any, make_executor: Any) -> None:
+    proxy_port = _closed_port()
     provider = kit.provider_for(
-        "openai", "http://127.0.0.1:9/v1", proxy_url=f"http://127.0.0.1:{_closed_port()}"
+        "openai", "http://127.0.0.1:9/v1", proxy_url=f"http://127.0.0.1:{proxy_port}"
     )
     executor = await make_executor(provider)
     record = await _run(executor)
     assert record.error_class == "connection_refused"
-    assert "proxy" in record.error_detail
+    assert (
+        record.error_detail
+        == f"proxy: cannot connect to 127.0.0.1:{proxy_port}: connection refused"
+    )
 
 
 async def test_proxy_socks5(

@@ -184,3 +184,70 @@ def test_failed_assignment_verdict_not_ok() -> None:
     rows = list(report_data.diagnosis_rows(report))
     assert rows[0][2] == "assignment failed: environment variable OPENAI_API_KEY is not set"
     assert rows[1][2] == "ok"
+
+
+PROXY_ERROR = (
+    "proxy: ClientProxyConnectionError: Cannot connect to host 127.0.0.1:7890 ssl:default "
+    "[Connect call failed ('127.0.0.1', 7890)]"
+)
+RATE_LIMIT_ERROR = (
+    "rate_limit_exceeded (requests): Rate limit reached for provider 'limitrelay-gpt-4o' "
+    "in organization org-abc on requests per min (RPM): Limit 3, Used 3, Requested 1. "
+    "Please try again in 20s. Visit https://platform.example/account/rate-limits to learn "
+    "more about rate limits, quotas and how to request a higher limit for this organization."
+)
+
+
+def error_summary(detail: str) -> pb.Summary:
+    return pb.Summary(sample_error_details=[detail])
+
+
+def test_sample_error_message_short_kept_whole() -> None:
+    assert report_data.sample_error_message(error_summary(PROXY_ERROR)) == PROXY_ERROR
+    assert report_data.sample_error_message(pb.Summary()) == ""
+
+
+def test_sample_error_message_cuts_at_space() -> None:
+    message = report_data.sample_error_message(error_summary(RATE_LIMIT_ERROR), 120)
+
+    assert len(message) <= 120
+    assert message.endswith("…")
+    assert RATE_LIMIT_ERROR.startswith(message.removesuffix("…"))
+    # The cut falls between words: the next character of the detail is the space.
+    assert RATE_LIMIT_ERROR[len(message) - 1] == " "
+
+
+def test_sample_error_message_without_spaces_is_cut() -> None:
+    message = report_data.sample_error_message(error_summary("x" * 300), 50)
+
+    assert message == "x" * 49 + "…"
+
+
+def test_table_errors_keep_address_and_words(sample_report: pb.Report) -> None:
+    sample_report.summaries[0].sample_error_details[:] = [PROXY_ERROR]
+    sample_report.summaries[1].sample_error_details[:] = [RATE_LIMIT_ERROR]
+
+    text = render_report(sample_report, "table")
+
+    assert "127.0.0.1:7890" in text
+    assert "7890)]" in text
+    assert "'limitrelay-gpt-4o'" in text
+    assert "Please try again in 20s." in text
+
+
+def test_markdown_shows_sample_message_escaped(sample_report: pb.Report) -> None:
+    sample_report.summaries[0].sample_error_details[:] = ["bad *key* <b>x</b> a|b"]
+
+    text = render_report(sample_report, "markdown")
+
+    assert "| provider | target | errors | classes | sample message |" in text.splitlines()
+    assert "rate limited: 请稍后再试" in text
+    assert "bad \\*key\\* \\<b\\>x\\</b\\> a\\|b" in text
+    assert "<b>" not in text
+
+
+def test_sample_error_message_keeps_last_whole_word() -> None:
+    # "three" ends exactly where the cut falls, so it stays.
+    message = report_data.sample_error_message(error_summary("one two three four"), 14)
+
+    assert message == "one two three…"

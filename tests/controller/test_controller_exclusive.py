@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -127,3 +128,78 @@ def test_loopback_listen_needs_no_token(caplog, listen):
     check_exposure(listen, "", False)
 
     assert caplog.records == []
+
+
+@pytest.fixture
+def busy_address() -> Iterator[str]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def file_names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+async def test_failed_start_removes_new_files(tmp_path, busy_address):
+    db_path = tmp_path / "new.db"
+
+    with pytest.raises(InputError):
+        await serve(ControllerConfig(listen=busy_address, db_path=db_path))
+
+    assert file_names(tmp_path) == []
+
+
+async def test_failed_start_keeps_existing_database(tmp_path, busy_address):
+    db_path = tmp_path / "kept.db"
+    first = await serve(ControllerConfig(listen="127.0.0.1:0", db_path=db_path))
+    await first.stop()
+    size_before = db_path.stat().st_size
+
+    with pytest.raises(InputError):
+        await serve(ControllerConfig(listen=busy_address, db_path=db_path))
+
+    assert db_path.stat().st_size == size_before
+    assert size_before > 0
+    assert file_names(tmp_path) == ["kept.db", "kept.db.lock"]
+
+
+# The first characters of a gRPC C-core log line, such as
+# "E1204 23:35:36.781686    1957 add_port.cc:83] Failed to add port".
+C_CORE_LOG_LINE = re.compile(r"^[DIWEF]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\]", re.MULTILINE)
+MAIN_COMMAND = [sys.executable, "-m", "llmping.cli.main"]
+
+
+def run_main_controller(
+    address: str, db_path: Path, grpc_verbosity: str | None
+) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "GRPC_VERBOSITY"}
+    if grpc_verbosity is not None:
+        env["GRPC_VERBOSITY"] = grpc_verbosity
+    return subprocess.run(
+        [*MAIN_COMMAND, "controller", "--listen", address, "--db", str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+
+
+def test_cli_port_in_use_hides_grpc_log(tmp_path, busy_address):
+    db_path = tmp_path / "second.db"
+
+    result = run_main_controller(busy_address, db_path, None)
+
+    assert result.returncode == 2, result.stderr
+    assert f"error: cannot listen on {busy_address}, the address is in use" in result.stderr
+    assert C_CORE_LOG_LINE.search(result.stderr) is None, result.stderr
+    assert not db_path.exists()
+    assert not Path(f"{db_path}.lock").exists()
+
+
+def test_cli_grpc_verbosity_set_shows_grpc_log(tmp_path, busy_address):
+    result = run_main_controller(busy_address, tmp_path / "second.db", "ERROR")
+
+    assert result.returncode == 2, result.stderr
+    assert C_CORE_LOG_LINE.search(result.stderr) is not None, result.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -97,7 +98,10 @@ async def test_cli_over_mutual_tls_with_token(
     assert "0 runs" in accepted.stdout
     # TLS does not replace the token check: both apply.
     assert wrong_token.exit_code == 2
-    assert "rejected the token" in wrong_token.stderr
+    assert wrong_token.stderr == (
+        f"error: the controller at {controller.address} rejected the missing or wrong token, "
+        "pass the controller's token with --token or LLMPING_TOKEN\n"
+    )
 
 
 async def test_cli_tls_from_variables(
@@ -449,3 +453,53 @@ def test_open_listen_with_mutual_tls_needs_no_token(
     # TLS alone encrypts but lets anyone in, so the token is still required.
     with pytest.raises(InputError, match="require client certificates with --tls-client-ca"):
         check_exposure("0.0.0.0:50051", "", False, server_tls)
+
+
+# The first characters of a gRPC C-core log line, such as
+# "I1204 23:35:36.781686    1957 ssl_transport_security.cc:2563] Handshake failed".
+C_CORE_LOG_LINE = re.compile(r"^[DIWEF]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\]", re.MULTILINE)
+
+
+async def test_cli_default_roots_untrusted_suggests_tls_ca(
+    start_controller: Any, server_tls: ServerTls, tls_pki: Any
+) -> None:
+    controller = await start_controller(server_tls)
+    # gRPC's default roots are swapped for a CA that did not sign the controller's
+    # certificate, so the check fails without relying on the machine's CA bundle.
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("LLMPING_") and name != "GRPC_VERBOSITY"
+    }
+    environment["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(tls_pki.other_ca_cert)
+    process = await asyncio.create_subprocess_exec(
+        *LLMPING,
+        "agents",
+        "--controller",
+        controller.address,
+        "--tls",
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr_bytes = await asyncio.wait_for(process.communicate(), WAIT_TIMEOUT_S * 3)
+    stderr = stderr_bytes.decode()
+
+    assert process.returncode == 3, stderr
+    assert stderr.startswith("error: TLS connection to the controller failed"), stderr
+    assert "pass --tls-ca FILE with the CA that signed the controller's" in stderr
+    assert C_CORE_LOG_LINE.search(stderr) is None, stderr
+
+
+async def test_cli_server_certificate_as_client_certificate(
+    start_controller: Any, mutual_tls: ServerTls, tls_pki: Any, invoke_cli: InvokeCli
+) -> None:
+    controller = await start_controller(mutual_tls)
+    # The controller's certificate has only the serverAuth extended key usage.
+    flags = ["--tls-ca", str(tls_pki.ca_cert)]
+    flags += ["--tls-cert", str(tls_pki.server_cert), "--tls-key", str(tls_pki.server_key)]
+
+    result = await invoke_cli("agents", "--controller", controller.address, *flags)
+
+    assert result.exit_code == 3, result.output
+    assert "extended key usage includes clientAuth" in result.stderr, result.stderr

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from click.testing import Result
+from cryptography.hazmat.primitives import serialization
 
 from llmping.errors import InputError
 from llmping.tls import ClientTlsOptions, load_server_tls
@@ -136,7 +137,14 @@ def client_cases(pki: Any, bad: dict[str, Path]) -> list[tuple[str, list[str], s
         (
             "certificate-as-key",
             ["--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_cert)],
-            f"invalid --tls-key value {quoted(pki.client_cert)}, the file is not a PEM private key",
+            f"invalid --tls-key value {quoted(pki.client_cert)}, the file is a certificate, not "
+            "a private key; give --tls-key the private key of the certificate in --tls-cert",
+        ),
+        (
+            "key-not-pem",
+            ["--tls-cert", str(pki.client_cert), "--tls-key", str(bad["text"])],
+            f"invalid --tls-key value {quoted(bad['text'])}, the file has no PEM private key "
+            "(-----BEGIN ... PRIVATE KEY-----)",
         ),
         (
             "key-as-certificate",
@@ -164,6 +172,7 @@ CASE_NAMES = [
     "key-of-other-cert",
     "encrypted-key",
     "certificate-as-key",
+    "key-not-pem",
     "key-as-certificate",
     "server-name-with-space",
 ]
@@ -379,3 +388,23 @@ def test_damaged_key_is_input_error(tls_pki: Any, tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="cannot be loaded"):
         load_server_tls(tls_pki.server_cert, damaged)
+
+
+def test_ec_private_key_form_loads(tls_pki: Any, tmp_path: Path) -> None:
+    # The key in the form `openssl ec` writes: "-----BEGIN EC PRIVATE KEY-----".
+    pkcs8_key = serialization.load_pem_private_key(tls_pki.client_key.read_bytes(), None)
+    ec_key_path = tmp_path / "client-ec.key"
+    ec_key_path.write_bytes(
+        pkcs8_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    options = ClientTlsOptions(cert_path=tls_pki.client_cert, key_path=ec_key_path)
+
+    tls = options.load()
+
+    assert ec_key_path.read_bytes().startswith(b"-----BEGIN EC PRIVATE KEY-----")
+    assert tls is not None
+    assert tls.has_client_certificate
