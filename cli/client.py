@@ -8,7 +8,9 @@ failed), ``InputError`` (exit 2) and ``RunError`` (exit 1).
 from __future__ import annotations
 
 import os
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -158,6 +160,11 @@ class ControlClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C or SIGTERM may have interrupted gRPC's own code while it held a lock
+            # of the channel, and close() then waits for that lock forever. The process
+            # is exiting, and its exit ends the channel's threads anyway.
+            return
         self.close()
 
     def close(self) -> None:
@@ -172,12 +179,34 @@ class ControlClient:
             raise translate_rpc_error(error, self.address, self._tls) from error
 
     def watch_run(self, run_id: str) -> Iterator[pb.RunProgress]:
-        """Yield progress messages until the controller ends the stream."""
+        """Yield progress messages until the controller ends the stream.
+
+        The stream is read on a separate thread and handed over through a queue. Ctrl-C
+        raises KeyboardInterrupt in the main thread wherever it is, and raised inside
+        gRPC's own waiting code it could leave a lock of the channel held, after which
+        closing the channel waited forever. queue.SimpleQueue waits in C, where the
+        interrupt arrives cleanly.
+        """
         call = self._stub.WatchRun(pb.WatchRunRequest(run_id=run_id), metadata=self._metadata)
+        messages: queue.SimpleQueue[pb.RunProgress | BaseException | None] = queue.SimpleQueue()
+
+        def read_stream() -> None:
+            try:
+                for message in call:
+                    messages.put(message)
+                messages.put(None)
+            except BaseException as error:
+                # Every failure goes to the thread that reads the queue, which raises it.
+                messages.put(error)
+
+        threading.Thread(target=read_stream, name="llmping-watch-run", daemon=True).start()
         try:
-            yield from call
-        except grpc.RpcError as error:
-            raise translate_rpc_error(error, self.address, self._tls) from error
+            while (item := messages.get()) is not None:
+                if isinstance(item, grpc.RpcError):
+                    raise translate_rpc_error(item, self.address, self._tls) from item
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
             # Stops the stream when the caller breaks out early or Ctrl-C interrupts it.
             call.cancel()

@@ -7,6 +7,7 @@ threshold failed), which a real controller cannot be made to do on demand.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -256,11 +257,18 @@ def interrupt_run(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     try:
         assert servicer.watching.wait(60), "the CLI never started watching the run"
         process.send_signal(sig)
-        _, err = process.communicate(timeout=60)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # SIGABRT makes the fault handler print where every thread is stuck.
+            process.send_signal(signal.SIGABRT)
+            _, err = process.communicate(timeout=30)
+            raise AssertionError(f"the CLI did not exit after the signal:\n{err}") from None
     finally:
         if process.poll() is None:
             process.kill()
