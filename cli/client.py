@@ -11,9 +11,10 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TypeVar
 
 import grpc
 
@@ -132,11 +133,34 @@ def _channel_options(address: str) -> list[tuple[str, int | str]]:
     return options
 
 
+# How long the main thread waits on a queue before it returns to Python code, where a
+# pending signal handler runs. The kernel may deliver SIGINT or SIGTERM to another
+# thread, and then nothing wakes a main thread that waits without a timeout.
+_SIGNAL_CHECK_S = 0.2
+T = TypeVar("T")
+
+
+def no_interrupt_check() -> None:
+    """Do nothing: the check of a client whose interrupts are not deferred."""
+
+
+def _get_interruptibly(messages: queue.SimpleQueue[T], interrupt_check: Callable[[], None]) -> T:
+    """Return the next item of messages, letting Ctrl-C and SIGTERM interrupt the wait."""
+    while True:
+        interrupt_check()
+        try:
+            return messages.get(timeout=_SIGNAL_CHECK_S)
+        except queue.Empty:
+            continue
+
+
 class ControlClient:
     """One channel to the controller; use as a context manager to close it."""
 
     def __init__(self, config: ClientConfig) -> None:
         self.address = validate_address(config.address)
+        # Raises a Ctrl-C or SIGTERM that arrived earlier; see deferred_interrupts().
+        self.interrupt_check: Callable[[], None] = no_interrupt_check
         self._tls = config.tls
         self._metadata: tuple[tuple[str, str], ...] = ()
         if config.token:
@@ -184,8 +208,8 @@ class ControlClient:
         The stream is read on a separate thread and handed over through a queue. Ctrl-C
         raises KeyboardInterrupt in the main thread wherever it is, and raised inside
         gRPC's own waiting code it could leave a lock of the channel held, after which
-        closing the channel waited forever. queue.SimpleQueue waits in C, where the
-        interrupt arrives cleanly.
+        closing the channel waited forever. Here it arrives in _get_interruptibly(), or
+        at interrupt_check() when the caller defers interrupts.
         """
         call = self._stub.WatchRun(pb.WatchRunRequest(run_id=run_id), metadata=self._metadata)
         messages: queue.SimpleQueue[pb.RunProgress | BaseException | None] = queue.SimpleQueue()
@@ -201,7 +225,7 @@ class ControlClient:
 
         threading.Thread(target=read_stream, name="llmping-watch-run", daemon=True).start()
         try:
-            while (item := messages.get()) is not None:
+            while (item := _get_interruptibly(messages, self.interrupt_check)) is not None:
                 if isinstance(item, grpc.RpcError):
                     raise translate_rpc_error(item, self.address, self._tls) from item
                 if isinstance(item, BaseException):

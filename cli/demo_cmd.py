@@ -36,7 +36,12 @@ from llmping.cli import report_data
 from llmping.cli.client import ClientConfig, ControlClient
 from llmping.cli.report import emit_report, report_output_options
 from llmping.cli.run_cmds import exit_on_error, stderr_console, stdout_console
-from llmping.cli.run_follow import interrupt_exit_code, sigterm_as_interrupt, submit_and_report
+from llmping.cli.run_follow import (
+    deferred_interrupts,
+    interrupt_exit_code,
+    sigterm_as_interrupt,
+    submit_and_report,
+)
 from llmping.errors import RunError
 from llmping.estimate import estimate_requests
 from llmping.plan import to_pb, validate_plan
@@ -405,7 +410,8 @@ def _run_demo_steps(stack: contextlib.ExitStack, workdir: Path, options: DemoOpt
     plan = load_demo_plan(network.simulator_url, options.duration_s)
     stderr.print(estimate_requests(plan).describe(), highlight=False)
     hint = functools.partial(report_later_hint, workdir)
-    report = submit_and_report(client, plan, options.show_progress, stderr, hint)
+    with deferred_interrupts(client):
+        report = submit_and_report(client, plan, options.show_progress, stderr, hint)
     emit_report(report, options.report_format, options.output, stdout_console(), stderr)
     print_epilogue(report, controller, workdir, options.keep_running)
     if options.keep_running:

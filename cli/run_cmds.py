@@ -35,7 +35,7 @@ from llmping.cli.client import (
 )
 from llmping.cli.report import emit_report, report_output_options
 from llmping.cli.report_sanitize import clean_text
-from llmping.cli.run_follow import interrupt_exit_code, sigterm_as_interrupt, submit_and_report
+from llmping.cli.run_follow import deferred_interrupts, interrupt_exit_code, submit_and_report
 from llmping.cli.tls_options import client_tls_options
 from llmping.errors import LlmpingError
 from llmping.estimate import estimate_requests
@@ -158,7 +158,7 @@ def run(
         return
 
     try:
-        with sigterm_as_interrupt(), _client(controller, token, tls) as client:
+        with _client(controller, token, tls) as client, deferred_interrupts(client):
             report = submit_and_report(client, plan, not no_progress, stderr)
     except KeyboardInterrupt as interrupt:
         raise SystemExit(interrupt_exit_code(interrupt)) from None

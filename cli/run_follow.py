@@ -19,7 +19,7 @@ from types import FrameType
 from rich.console import Console
 
 from llmping.cli import report_data
-from llmping.cli.client import ControlClient
+from llmping.cli.client import ControlClient, no_interrupt_check
 from llmping.cli.progress import ProgressView, make_progress
 from llmping.errors import ControllerUnavailableError, LlmpingError, RunError
 from llmping.v1 import llmping_pb2 as pb
@@ -60,6 +60,44 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def deferred_interrupts(client: ControlClient) -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the client can stop safely, then raise them there.
+
+    An interrupt raised inside gRPC's own code, for example while a call is being set
+    up, can leave a lock of the channel held, and closing the channel then waits
+    forever. While the block runs, the first signal is only noted, and the client
+    raises KeyboardInterrupt (Terminated for SIGTERM) at its next check: within 0.2 s
+    while it waits for progress, or when a call returns. A second Ctrl-C raises at
+    once, for a user who wants out regardless; a second SIGTERM is ignored, so it
+    cannot cut the cancellation short.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        if not received:
+            received.append(signum)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def check() -> None:
+        if received:
+            raise Terminated if received[0] == signal.SIGTERM else KeyboardInterrupt
+
+    previous_int = signal.signal(signal.SIGINT, note)
+    previous_term = signal.signal(signal.SIGTERM, note)
+    client.interrupt_check = check
+    try:
+        yield
+    finally:
+        client.interrupt_check = no_interrupt_check
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def report_command_hint(address: str) -> ReportHint:
@@ -129,6 +167,7 @@ def follow_run(
                         return
                 return
             except ControllerUnavailableError as error:
+                client.interrupt_check()
                 loss.wait_or_give_up(error)
 
 
@@ -138,8 +177,10 @@ def fetch_report(client: ControlClient, run_id: str, loss: ControllerLoss) -> pb
         try:
             report = client.get_report(run_id)
         except ControllerUnavailableError as error:
+            client.interrupt_check()
             loss.wait_or_give_up(error)
             continue
+        client.interrupt_check()
         loss.restored()
         return report
 
@@ -175,6 +216,7 @@ def submit_and_report(
     stderr.print(f"run {info.run_id} submitted to {client.address}")
     loss = ControllerLoss(client.address, info.run_id, stderr, hint, RECONNECT_WINDOW_S)
     try:
+        client.interrupt_check()
         follow_run(client, info.run_id, make_progress(stderr, show_progress), loss)
         report = fetch_report(client, info.run_id, loss)
     except KeyboardInterrupt as interrupt:
