@@ -93,8 +93,12 @@ class LoadLimits:
     warmup_ns: int
 
     def is_warmup(self, t_ns: int) -> bool:
-        """Return whether a request scheduled at ``t_ns`` after the start is warm-up."""
-        return t_ns < self.warmup_ns
+        """Return whether a request scheduled at ``t_ns`` after the start is warm-up.
+
+        A request a moment before the start (an event-loop timer that fired early) is
+        warm-up only if the first instant after the start would be.
+        """
+        return max(t_ns, 0) < self.warmup_ns
 
 
 class Profile:

@@ -36,7 +36,13 @@ from llmping.agent.diagnosis import (
     LocalFailures,
     ProviderStop,
 )
-from llmping.agent.driver import ClosedLoopDriver, LoadDriver, OpenLoopDriver
+from llmping.agent.driver import (
+    ClosedLoopDriver,
+    LoadDriver,
+    OpenLoopDriver,
+    sleep_until,
+    spin_window_ns,
+)
 from llmping.agent.errors import CANCELLED, LOCAL_FAILURES
 from llmping.agent.keys import resolve_api_keys
 from llmping.agent.load import Arrival, LoadSpecError, OpenLoop, arrival_seed, build_model
@@ -297,6 +303,9 @@ class AssignmentRunner:
         try:
             await asyncio.wait_for(self._cancel_requested.wait(), wait_s)
         except TimeoutError:
+            # uvloop's millisecond timers can fire a little early, and the load must not
+            # begin before its start.
+            await sleep_until(start_ns, spin_window_ns())
             return start_ns
         return None
 

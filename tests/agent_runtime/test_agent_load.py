@@ -11,6 +11,7 @@ import pytest
 from llmping.agent.load import (
     NS_PER_S,
     ClosedLoop,
+    LoadLimits,
     LoadSpecError,
     OpenLoop,
     arrival_seed,
@@ -252,3 +253,14 @@ def test_stage_share_mismatch_is_rejected() -> None:
 def test_unknown_mode_is_rejected() -> None:
     with pytest.raises(LoadSpecError, match="mode"):
         build_model(pb.LoadSpec(duration_s=1), pb.LoadShare())
+
+
+def test_warmup_just_before_start() -> None:
+    # An event-loop timer may start a closed loop a moment before its start instant.
+    no_warmup = LoadLimits(end_ns=None, request_count=10, warmup_ns=0)
+    assert not no_warmup.is_warmup(-1_000_000)
+    assert not no_warmup.is_warmup(0)
+    with_warmup = LoadLimits(end_ns=None, request_count=10, warmup_ns=5_000_000)
+    assert with_warmup.is_warmup(-1_000_000)
+    assert with_warmup.is_warmup(4_999_999)
+    assert not with_warmup.is_warmup(5_000_000)
