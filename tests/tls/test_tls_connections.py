@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,29 +224,43 @@ async def test_cli_server_name_override(
     )
 
 
-async def test_cli_tls_flag_uses_default_roots(
-    start_controller: Any, server_tls: ServerTls, tls_pki: Any
-) -> None:
-    controller = await start_controller(server_tls)
-    # gRPC reads its default roots once per process, so the command runs in its own.
+async def run_agents_with_default_roots(address: str, roots: Path) -> tuple[int, str, str]:
+    """Run `llmping agents --tls` with gRPC's default roots read from ``roots``.
+
+    gRPC reads its default roots once per process, so the command runs in its own,
+    without any LLMPING_ variable and with gRPC's own log lines left off.
+    """
     environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("LLMPING_")
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("LLMPING_") and name != "GRPC_VERBOSITY"
     }
-    environment["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(tls_pki.ca_cert)
+    environment["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(roots)
     process = await asyncio.create_subprocess_exec(
         *LLMPING,
         "agents",
         "--controller",
-        controller.address,
+        address,
         "--tls",
         env=environment,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), WAIT_TIMEOUT_S * 3)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
 
-    assert process.returncode == 0, stderr.decode()
-    assert "0 agents connected" in stdout.decode()
+
+async def test_cli_tls_flag_uses_default_roots(
+    start_controller: Any, server_tls: ServerTls, tls_pki: Any
+) -> None:
+    controller = await start_controller(server_tls)
+    returncode, stdout, stderr = await run_agents_with_default_roots(
+        controller.address, tls_pki.ca_cert
+    )
+
+    assert returncode == 0, stderr
+    assert "0 agents connected" in stdout
 
 
 # ---------------------------------------------------------------------------
@@ -466,26 +481,11 @@ async def test_cli_default_roots_untrusted_suggests_tls_ca(
     controller = await start_controller(server_tls)
     # gRPC's default roots are swapped for a CA that did not sign the controller's
     # certificate, so the check fails without relying on the machine's CA bundle.
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("LLMPING_") and name != "GRPC_VERBOSITY"
-    }
-    environment["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(tls_pki.other_ca_cert)
-    process = await asyncio.create_subprocess_exec(
-        *LLMPING,
-        "agents",
-        "--controller",
-        controller.address,
-        "--tls",
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    returncode, _, stderr = await run_agents_with_default_roots(
+        controller.address, tls_pki.other_ca_cert
     )
-    _, stderr_bytes = await asyncio.wait_for(process.communicate(), WAIT_TIMEOUT_S * 3)
-    stderr = stderr_bytes.decode()
 
-    assert process.returncode == 3, stderr
+    assert returncode == 3, stderr
     assert stderr.startswith("error: TLS connection to the controller failed"), stderr
     assert "pass --tls-ca FILE with the CA that signed the controller's" in stderr
     assert C_CORE_LOG_LINE.search(stderr) is None, stderr
