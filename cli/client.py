@@ -159,7 +159,7 @@ class ControlClient:
 
     def __init__(self, config: ClientConfig) -> None:
         self.address = validate_address(config.address)
-        # Raises a Ctrl-C or SIGTERM that arrived earlier; see deferred_interrupts().
+        # Check that raises a Ctrl-C or SIGTERM noted earlier (see deferred_interrupts()).
         self.interrupt_check: Callable[[], None] = no_interrupt_check
         self._tls = config.tls
         self._metadata: tuple[tuple[str, str], ...] = ()
